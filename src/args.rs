@@ -1,0 +1,296 @@
+//! Parsing of command arguments. Pure: arguments are byte slices, errors are the messages clients get.
+//!
+//! Every check happens here, before a command touches a key, so a refused command changes nothing.
+
+use crate::model::Millis;
+
+/// Ids (users, devices) are binary-safe strings of 1 to this many bytes.
+pub const MAX_ID_LEN: usize = 512;
+/// Largest META document, in bytes.
+pub const MAX_META_LEN: usize = 4096;
+/// Shortest and longest device TTL (the `timeout` configuration shares the range).
+pub const MIN_TTL: Millis = 100;
+pub const MAX_TTL: Millis = 7 * 24 * 3600 * 1000;
+
+/// An error reply, already in the form clients see (`ERR ...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgError(pub String);
+
+impl ArgError {
+    fn new(message: impl std::fmt::Display) -> Self {
+        ArgError(format!("ERR {message}"))
+    }
+}
+
+pub type Parsed<T> = Result<T, ArgError>;
+
+/// A client-given value shown inside an error message: printable, short, one line.
+pub fn shown(bytes: &[u8]) -> String {
+    const LIMIT: usize = 64;
+    let text: String = String::from_utf8_lossy(&bytes[..bytes.len().min(LIMIT)])
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if bytes.len() > LIMIT {
+        format!("{text}...")
+    } else {
+        text
+    }
+}
+
+/// Checks the length of a user or device id; `what` names it in the error.
+pub fn id<'a>(what: &str, value: &'a [u8]) -> Parsed<&'a [u8]> {
+    if value.is_empty() || value.len() > MAX_ID_LEN {
+        return Err(ArgError::new(format_args!(
+            "{what} id must be 1 to {MAX_ID_LEN} bytes, got {}",
+            value.len()
+        )));
+    }
+    Ok(value)
+}
+
+/// A strict decimal integer.
+pub fn integer(what: &str, value: &[u8]) -> Parsed<i64> {
+    std::str::from_utf8(value)
+        .ok()
+        .filter(|s| !s.starts_with('+'))
+        .and_then(|s| s.parse::<i64>().ok())
+        .ok_or_else(|| {
+            ArgError::new(format_args!(
+                "{what} must be an integer, got '{}'",
+                shown(value)
+            ))
+        })
+}
+
+/// A device TTL in milliseconds.
+pub fn ttl(value: &[u8]) -> Parsed<Millis> {
+    let range = || {
+        ArgError::new(format_args!(
+            "TTL must be an integer from {MIN_TTL} to {MAX_TTL} milliseconds, got '{}'",
+            shown(value)
+        ))
+    };
+    let ms = integer("TTL", value).map_err(|_| range())?;
+    if !(MIN_TTL..=MAX_TTL).contains(&ms) {
+        return Err(range());
+    }
+    Ok(ms)
+}
+
+/// Device metadata: a JSON object of at most [`MAX_META_LEN`] bytes, kept as given.
+pub fn meta(value: &[u8]) -> Parsed<String> {
+    if value.len() > MAX_META_LEN {
+        return Err(ArgError::new(format_args!(
+            "META must be at most {MAX_META_LEN} bytes, got {}",
+            value.len()
+        )));
+    }
+    let text = std::str::from_utf8(value)
+        .map_err(|_| ArgError::new("META must be a JSON object (UTF-8 text)"))?;
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(_)) => Ok(text.to_owned()),
+        Ok(_) => Err(ArgError::new(
+            "META must be a JSON object, not another JSON value",
+        )),
+        Err(e) => Err(ArgError::new(format_args!("META is not valid JSON: {e}"))),
+    }
+}
+
+/// Named options after the positional arguments, each given at most once: `NAME value`.
+/// `allowed` lists the names in upper case; matching ignores case as Redis does.
+pub fn options<'a>(
+    args: &[&'a [u8]],
+    allowed: &[&'static str],
+) -> Parsed<Vec<(&'static str, &'a [u8])>> {
+    let mut found: Vec<(&'static str, &'a [u8])> = Vec::new();
+    let mut rest = args;
+    while let [name, tail @ ..] = rest {
+        let Some(&option) = allowed
+            .iter()
+            .find(|o| o.as_bytes().eq_ignore_ascii_case(name))
+        else {
+            return Err(ArgError::new(format_args!(
+                "unknown option '{}' (expected {})",
+                shown(name),
+                allowed.join(" or ")
+            )));
+        };
+        let [value, tail @ ..] = tail else {
+            return Err(ArgError::new(format_args!("{option} needs a value")));
+        };
+        if found.iter().any(|(o, _)| *o == option) {
+            return Err(ArgError::new(format_args!("{option} given more than once")));
+        }
+        found.push((option, *value));
+        rest = tail;
+    }
+    Ok(found)
+}
+
+/// `user device [TTL ms] [META json]` of PRESENCE.ONLINE.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Online<'a> {
+    pub user: &'a [u8],
+    pub device: &'a [u8],
+    pub ttl: Option<Millis>,
+    pub meta: Option<String>,
+}
+
+pub fn online<'a>(args: &[&'a [u8]]) -> Parsed<Online<'a>> {
+    let (user, device, rest) = user_and_device(args)?;
+    let mut parsed = Online {
+        user,
+        device,
+        ttl: None,
+        meta: None,
+    };
+    for (option, value) in options(rest, &["TTL", "META"])? {
+        match option {
+            "TTL" => parsed.ttl = Some(ttl(value)?),
+            _ => parsed.meta = Some(meta(value)?),
+        }
+    }
+    Ok(parsed)
+}
+
+/// `user device [TTL ms]` of PRESENCE.HEARTBEAT.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Heartbeat<'a> {
+    pub user: &'a [u8],
+    pub device: &'a [u8],
+    pub ttl: Option<Millis>,
+}
+
+pub fn heartbeat<'a>(args: &[&'a [u8]]) -> Parsed<Heartbeat<'a>> {
+    let (user, device, rest) = user_and_device(args)?;
+    let mut parsed = Heartbeat {
+        user,
+        device,
+        ttl: None,
+    };
+    for (_, value) in options(rest, &["TTL"])? {
+        parsed.ttl = Some(ttl(value)?);
+    }
+    Ok(parsed)
+}
+
+/// A user id, a device id and the arguments after them.
+pub type UserDevice<'a, 'b> = (&'a [u8], &'a [u8], &'b [&'a [u8]]);
+
+/// `user device` and whatever follows. Arity is checked by the caller.
+pub fn user_and_device<'a, 'b>(args: &'b [&'a [u8]]) -> Parsed<UserDevice<'a, 'b>> {
+    match args {
+        [user, device, rest @ ..] => Ok((id("user", user)?, id("device", device)?, rest)),
+        _ => Err(ArgError::new("user and device are required")),
+    }
+}
+
+/// The users of PRESENCE.BULK: at least one, at most `max_bulk`.
+pub fn bulk_users<'a>(args: &[&'a [u8]], max_bulk: usize) -> Parsed<Vec<&'a [u8]>> {
+    if args.len() > max_bulk {
+        return Err(ArgError::new(format_args!(
+            "too many users: {} given, max-bulk is {max_bulk}",
+            args.len()
+        )));
+    }
+    args.iter().map(|u| id("user", u)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err<T: std::fmt::Debug>(r: Parsed<T>) -> String {
+        r.unwrap_err().0
+    }
+
+    #[test]
+    fn ids_are_binary_safe_within_bounds() {
+        assert_eq!(id("user", b"a b{c}\0\xff"), Ok(&b"a b{c}\0\xff"[..]));
+        assert_eq!(id("user", &[b'x'; 512]).map(<[u8]>::len), Ok(512));
+        assert_eq!(
+            err(id("user", b"")),
+            "ERR user id must be 1 to 512 bytes, got 0"
+        );
+        assert_eq!(
+            err(id("device", &[b'x'; 513])),
+            "ERR device id must be 1 to 512 bytes, got 513"
+        );
+    }
+
+    #[test]
+    fn ttl_bounds() {
+        assert_eq!(ttl(b"100"), Ok(100));
+        assert_eq!(ttl(b"604800000"), Ok(604_800_000));
+        for bad in [
+            &b"99"[..],
+            b"604800001",
+            b"-5",
+            b"abc",
+            b"",
+            b"1.5",
+            b"+100",
+            b" 100",
+        ] {
+            assert!(
+                err(ttl(bad)).starts_with("ERR TTL must be an integer from 100"),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn meta_must_be_a_small_json_object() {
+        assert_eq!(meta(br#"{"os":"ios"}"#), Ok(r#"{"os":"ios"}"#.to_string()));
+        assert!(err(meta(b"[1,2]")).contains("JSON object"));
+        assert!(err(meta(b"42")).contains("JSON object"));
+        assert!(err(meta(b"{bad")).contains("not valid JSON"));
+        assert!(err(meta(b"\xff")).contains("UTF-8"));
+        let big = format!("{{\"k\":\"{}\"}}", "x".repeat(MAX_META_LEN));
+        assert!(err(meta(big.as_bytes())).contains("at most 4096 bytes"));
+    }
+
+    #[test]
+    fn online_options_in_any_order_and_case() {
+        let args: Vec<&[u8]> = vec![b"u", b"d", b"meta", b"{}", b"ttl", b"500"];
+        let parsed = online(&args).unwrap();
+        assert_eq!(parsed.ttl, Some(500));
+        assert_eq!(parsed.meta.as_deref(), Some("{}"));
+        let plain = online(&[b"u", b"d"]).unwrap();
+        assert_eq!((plain.ttl, plain.meta), (None, None));
+    }
+
+    #[test]
+    fn bad_options_are_named() {
+        assert_eq!(
+            err(online(&[b"u", b"d", b"FOO", b"1"])),
+            "ERR unknown option 'FOO' (expected TTL or META)"
+        );
+        assert_eq!(err(online(&[b"u", b"d", b"TTL"])), "ERR TTL needs a value");
+        assert_eq!(
+            err(online(&[b"u", b"d", b"TTL", b"500", b"TTL", b"600"])),
+            "ERR TTL given more than once"
+        );
+        assert_eq!(
+            err(heartbeat(&[b"u", b"d", b"META", b"{}"])),
+            "ERR unknown option 'META' (expected TTL)"
+        );
+    }
+
+    #[test]
+    fn errors_never_echo_control_characters() {
+        let e = err(online(&[b"u", b"d", b"X\r\nY", b"1"]));
+        assert!(!e.contains('\r') && !e.contains('\n'));
+    }
+
+    #[test]
+    fn bulk_limits() {
+        assert_eq!(bulk_users(&[b"a", b"b"], 2).unwrap().len(), 2);
+        assert_eq!(
+            err(bulk_users(&[b"a", b"b", b"c"], 2)),
+            "ERR too many users: 3 given, max-bulk is 2"
+        );
+        assert!(err(bulk_users(&[b"a", b""], 5)).contains("user id"));
+    }
+}

@@ -1,0 +1,58 @@
+//! PRESENCE.ONLINE, PRESENCE.HEARTBEAT and PRESENCE.OFFLINE: a device connects, stays, leaves.
+
+use super::arguments;
+use crate::{args, config, store};
+use redis_module::{Context, RedisResult, RedisString, RedisValue};
+
+/// `PRESENCE.ONLINE user device [TTL ms] [META json]`: the number of connected devices afterwards.
+pub fn online(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let argv = arguments(&args, 2)?;
+    let cmd = args::online(&argv)?;
+    let mut write = store::UserWrite::open(ctx, cmd.user)?;
+    let now = store::now();
+    write.record.settle(now);
+    let ttl = cmd.ttl.unwrap_or_else(config::timeout);
+    let count = write
+        .record
+        .connect(cmd.device, ttl, cmd.meta, now, config::max_devices())?;
+    write.commit(ctx, now);
+    Ok(RedisValue::Integer(count as i64))
+}
+
+/// `PRESENCE.HEARTBEAT user device [TTL ms]`: 1 if the device was connected, 0 if this registered it.
+pub fn heartbeat(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let argv = arguments(&args, 2)?;
+    let cmd = args::heartbeat(&argv)?;
+    let mut write = store::UserWrite::open(ctx, cmd.user)?;
+    let now = store::now();
+    write.record.settle(now);
+    let known = write.record.heartbeat(
+        cmd.device,
+        cmd.ttl,
+        config::timeout(),
+        now,
+        config::max_devices(),
+    )?;
+    write.commit(ctx, now);
+    Ok(RedisValue::Integer(i64::from(known)))
+}
+
+/// `PRESENCE.OFFLINE user device`: the number of devices left; 0 for a device that was not connected.
+pub fn offline(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let argv = arguments(&args, 2)?;
+    let (user, device, rest) = args::user_and_device(&argv)?;
+    if !rest.is_empty() {
+        return Err(redis_module::RedisError::WrongArity);
+    }
+    let mut write = store::UserWrite::open(ctx, user)?;
+    let now = store::now();
+    write.record.settle(now);
+    match write.record.disconnect(device, now) {
+        Some(left) => {
+            write.commit(ctx, now);
+            Ok(RedisValue::Integer(left as i64))
+        }
+        // Unknown or already timed out: nothing to change (reads already treat it as gone).
+        None => Ok(RedisValue::Integer(0)),
+    }
+}

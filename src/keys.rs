@@ -1,0 +1,194 @@
+//! Key names and cluster slots.
+//!
+//! Every key the module touches for a user must live in the user's cluster slot, so that a cluster
+//! routes each command to the one node that owns the user. Slots follow Redis's rule: CRC16/XMODEM of
+//! the hash tag (the bytes between the first `{` and the first `}` after it, when not empty) or of the
+//! whole id, modulo 16384.
+//!
+//! Key names:
+//! - a user id without braces: `presence:{<user>}`, so the user's own id is the hash tag;
+//! - any other user id: `presence:{<tag>}<user>`, where `<tag>` is the shortest string of the slot
+//!   table that hashes to the user's slot (see [`slot_tag`]);
+//! - the per-slot index of users by their earliest device deadline: `presence:due:{<tag>}`.
+//!
+//! The two user forms cannot collide: the first contains exactly one `{` and one `}`, the second at
+//! least three braces.
+
+use std::sync::OnceLock;
+
+/// Number of hash slots in a Redis Cluster.
+pub const SLOTS: usize = 16384;
+
+const USER_PREFIX: &[u8] = b"presence:";
+const DUE_PREFIX: &[u8] = b"presence:due:";
+
+/// CRC16/XMODEM (polynomial 0x1021, initial value 0), the checksum Redis Cluster uses for slots.
+pub fn crc16(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &b in bytes {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+/// The part of a key that Redis Cluster hashes: the hash tag when there is a non-empty one.
+pub fn hash_tag(key: &[u8]) -> &[u8] {
+    if let Some(open) = key.iter().position(|&b| b == b'{') {
+        let rest = &key[open + 1..];
+        if let Some(close) = rest.iter().position(|&b| b == b'}') {
+            if close > 0 {
+                return &rest[..close];
+            }
+        }
+    }
+    key
+}
+
+/// The cluster slot of a key (or of a user id, which is declared as the command's key).
+pub fn slot(key: &[u8]) -> u16 {
+    crc16(hash_tag(key)) & (SLOTS as u16 - 1)
+}
+
+/// For every slot, a short alphanumeric string that hashes to it, to build keys of that slot.
+fn slot_tags() -> &'static [Box<[u8]>] {
+    static TAGS: OnceLock<Vec<Box<[u8]>>> = OnceLock::new();
+    TAGS.get_or_init(|| {
+        const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        let mut tags: Vec<Option<Box<[u8]>>> = vec![None; SLOTS];
+        let mut missing = SLOTS;
+        // Shortest first; three characters already cover every slot, four is a safety margin.
+        'lengths: for len in 1..=4u32 {
+            let combos = ALPHABET.len().pow(len);
+            for mut n in 0..combos {
+                let mut candidate = Vec::with_capacity(len as usize);
+                for _ in 0..len {
+                    candidate.push(ALPHABET[n % ALPHABET.len()]);
+                    n /= ALPHABET.len();
+                }
+                let s = slot(&candidate) as usize;
+                if tags[s].is_none() {
+                    tags[s] = Some(candidate.into_boxed_slice());
+                    missing -= 1;
+                    if missing == 0 {
+                        break 'lengths;
+                    }
+                }
+            }
+        }
+        tags.into_iter().map(|t| t.unwrap_or_default()).collect()
+    })
+}
+
+/// A short string whose slot is `slot`.
+pub fn slot_tag(slot: u16) -> &'static [u8] {
+    &slot_tags()[usize::from(slot) & (SLOTS - 1)]
+}
+
+/// The hash that holds a user's presence record.
+pub fn user_key(user: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(USER_PREFIX.len() + user.len() + 8);
+    key.extend_from_slice(USER_PREFIX);
+    if user.iter().any(|&b| b == b'{' || b == b'}') {
+        key.push(b'{');
+        key.extend_from_slice(slot_tag(slot(user)));
+        key.push(b'}');
+        key.extend_from_slice(user);
+    } else {
+        key.push(b'{');
+        key.extend_from_slice(user);
+        key.push(b'}');
+    }
+    key
+}
+
+/// The sorted set of the slot's users, scored by their earliest device deadline.
+pub fn due_key(slot: u16) -> Vec<u8> {
+    let tag = slot_tag(slot);
+    let mut key = Vec::with_capacity(DUE_PREFIX.len() + tag.len() + 2);
+    key.extend_from_slice(DUE_PREFIX);
+    key.push(b'{');
+    key.extend_from_slice(tag);
+    key.push(b'}');
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc16_matches_the_cluster_specification() {
+        // The reference value given in the Redis Cluster specification.
+        assert_eq!(crc16(b"123456789"), 0x31C3);
+    }
+
+    #[test]
+    fn slots_match_known_values() {
+        // Values as answered by CLUSTER KEYSLOT.
+        assert_eq!(slot(b"foo"), 12182);
+        assert_eq!(slot(b"bar"), 5061);
+        assert_eq!(slot(b"somekey"), 11058);
+        assert_eq!(slot(b"{user1000}.following"), slot(b"user1000"));
+        assert_eq!(slot(b"foo{}{bar}"), slot(b"foo{}{bar}"));
+        assert_ne!(slot(b"foo{}{bar}"), slot(b"bar"));
+        assert_eq!(slot(b"foo{{bar}}zap"), slot(b"{bar"));
+        assert_eq!(slot(b"foo{bar}{zap}"), slot(b"bar"));
+    }
+
+    #[test]
+    fn every_slot_has_a_tag_that_hashes_to_it() {
+        for s in 0..SLOTS as u16 {
+            let tag = slot_tag(s);
+            assert!(!tag.is_empty() && tag.len() <= 4, "slot {s}");
+            assert_eq!(slot(tag), s);
+        }
+    }
+
+    #[test]
+    fn user_keys_are_in_the_users_slot() {
+        let users: &[&[u8]] = &[
+            b"alice",
+            b"user:000000012345",
+            b"{room1}alice",
+            b"a{",
+            b"a}b",
+            b"a{}b",
+            b"}{",
+            b"{{}}",
+            b"with space",
+            b"nul\0byte",
+            b"\xff\xfe",
+        ];
+        for user in users {
+            assert_eq!(slot(&user_key(user)), slot(user), "{user:?}");
+        }
+    }
+
+    #[test]
+    fn plain_ids_use_themselves_as_hash_tag() {
+        assert_eq!(user_key(b"alice"), b"presence:{alice}");
+    }
+
+    #[test]
+    fn user_keys_do_not_collide() {
+        let users: &[&[u8]] = &[b"abc", b"{abc}", b"{abc", b"abc}", b"x{abc}", b"{x}abc"];
+        let mut keys: Vec<Vec<u8>> = users.iter().map(|u| user_key(u)).collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), users.len());
+    }
+
+    #[test]
+    fn due_keys_are_in_their_slot() {
+        for s in [0u16, 1, 5061, 12182, 16383] {
+            assert_eq!(slot(&due_key(s)), s);
+        }
+    }
+}

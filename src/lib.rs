@@ -1,0 +1,60 @@
+//! presence: user presence inside Redis and Valkey.
+//!
+//! This file only registers the module: commands, configuration and start-up checks. The rules live
+//! in `model`, the key layout in `keys`, `codec` and `store`, the handlers in `commands`.
+
+pub mod args;
+pub mod codec;
+mod commands;
+pub mod config;
+pub mod keys;
+pub mod model;
+mod reply;
+mod store;
+
+use commands::{devices, query};
+use redis_module::{configuration::ConfigurationFlags, redis_module, Context, Status};
+
+// Unit tests run without a server, so they keep the system allocator.
+#[cfg(not(test))]
+type Allocator = redis_module::alloc::RedisAlloc;
+#[cfg(test)]
+type Allocator = std::alloc::System;
+
+fn init(ctx: &Context, _args: &[redis_module::RedisString]) -> Status {
+    if let Err(missing) = store::check_server_api() {
+        ctx.log_warning(&format!(
+            "presence: this server lacks module API functions the module needs: {missing}"
+        ));
+        return Status::Err;
+    }
+    Status::Ok
+}
+
+redis_module! {
+    name: "presence",
+    version: 1,
+    allocator: (Allocator, Allocator {}),
+    data_types: [],
+    init: init,
+    commands: [
+        ["presence.online", devices::online, "write deny-oom fast", 1, 1, 1, ""],
+        ["presence.heartbeat", devices::heartbeat, "write deny-oom fast", 1, 1, 1, ""],
+        ["presence.offline", devices::offline, "write fast", 1, 1, 1, ""],
+        ["presence.get", query::get, "readonly fast", 1, 1, 1, ""],
+        ["presence.bulk", query::bulk, "readonly", 1, -1, 1, ""],
+        ["presence.devices", query::devices, "readonly fast", 1, 1, 1, ""],
+    ],
+    configurations: [
+        i64: [
+            ["timeout", &config::TIMEOUT, config::TIMEOUT_DEFAULT, config::TIMEOUT_MIN, config::TIMEOUT_MAX, ConfigurationFlags::DEFAULT, None],
+            ["retention", &config::RETENTION, config::RETENTION_DEFAULT, config::RETENTION_MIN, config::RETENTION_MAX, ConfigurationFlags::DEFAULT, None],
+            ["max-devices", &config::MAX_DEVICES, config::MAX_DEVICES_DEFAULT, config::MAX_DEVICES_MIN, config::MAX_DEVICES_MAX, ConfigurationFlags::DEFAULT, None],
+            ["max-bulk", &config::MAX_BULK, config::MAX_BULK_DEFAULT, config::MAX_BULK_MIN, config::MAX_BULK_MAX, ConfigurationFlags::DEFAULT, None],
+        ],
+        string: [],
+        bool: [],
+        enum: [],
+        module_args_as_configuration: true,
+    ]
+}

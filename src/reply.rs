@@ -1,0 +1,57 @@
+//! Replies built in order and sent with the server's reply API, so maps keep their field order and
+//! become RESP3 maps or flat RESP2 arrays (as `HGETALL` does) depending on the client's protocol.
+
+use redis_module::{raw, Context, RedisResult, RedisValue};
+use std::os::raw::{c_char, c_long};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Int(i64),
+    Bulk(Vec<u8>),
+    Text(&'static str),
+    Nil,
+    Array(Vec<Reply>),
+    /// Field names and values, in order.
+    Map(Vec<(&'static str, Reply)>),
+}
+
+impl Reply {
+    pub fn opt_int(value: Option<i64>) -> Reply {
+        value.map_or(Reply::Nil, Reply::Int)
+    }
+
+    /// Sends the reply; the command then returns [`RedisValue::NoReply`].
+    pub fn send(&self, ctx: &Context) -> RedisResult {
+        self.write(ctx.get_raw());
+        Ok(RedisValue::NoReply)
+    }
+
+    fn write(&self, ctx: *mut raw::RedisModuleCtx) {
+        fn buffer(ctx: *mut raw::RedisModuleCtx, bytes: &[u8]) {
+            raw::reply_with_string_buffer(ctx, bytes.as_ptr().cast::<c_char>(), bytes.len());
+        }
+        match self {
+            Reply::Int(n) => {
+                raw::reply_with_long_long(ctx, *n);
+            }
+            Reply::Bulk(bytes) => buffer(ctx, bytes),
+            Reply::Text(text) => buffer(ctx, text.as_bytes()),
+            Reply::Nil => {
+                raw::reply_with_null(ctx);
+            }
+            Reply::Array(items) => {
+                raw::reply_with_array(ctx, items.len() as c_long);
+                for item in items {
+                    item.write(ctx);
+                }
+            }
+            Reply::Map(entries) => {
+                raw::reply_with_map(ctx, entries.len() as c_long);
+                for (name, value) in entries {
+                    buffer(ctx, name.as_bytes());
+                    value.write(ctx);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! All key access: the user hashes and the per-slot due indexes, read and written through the
+//! low-level key API, with every write replicated as explicit effects (absolute timestamps, no
+//! clock reads on replicas) and announced as keyspace events.
+
+use crate::codec::{self, FieldChanges};
+use crate::config;
+use crate::keys;
+use crate::model::{Millis, Record};
+use redis_module::{raw, Context, NotifyEvent, RedisError, RedisString};
+use std::ffi::c_void;
+use std::os::raw::c_int;
+use std::ptr;
+
+/// The server's clock, in milliseconds since the epoch.
+pub fn now() -> Millis {
+    // SAFETY: the function pointer is set by the server before any command runs.
+    unsafe { raw::RedisModule_Milliseconds.map_or(0, |f| f()) }
+}
+
+fn string(bytes: &[u8]) -> RedisString {
+    RedisString::create_from_slice(ptr::null_mut(), bytes)
+}
+
+/// An open key, closed when dropped.
+struct Key {
+    ptr: *mut raw::RedisModuleKey,
+}
+
+impl Key {
+    fn open(ctx: &Context, name: &RedisString, write: bool) -> Key {
+        let mode = if write {
+            raw::REDISMODULE_READ | raw::REDISMODULE_WRITE
+        } else {
+            raw::REDISMODULE_READ
+        };
+        // SAFETY: ctx and name are valid for the duration of the command.
+        let ptr = unsafe {
+            raw::RedisModule_OpenKey.unwrap_unchecked()(ctx.get_raw(), name.inner, mode as c_int)
+        };
+        Key { ptr: ptr.cast() }
+    }
+
+    fn kind(&self) -> raw::KeyType {
+        if self.ptr.is_null() {
+            return raw::KeyType::Empty;
+        }
+        // SAFETY: an open key.
+        let kind = unsafe { raw::RedisModule_KeyType.unwrap_unchecked()(self.ptr) };
+        raw::KeyType::from(kind)
+    }
+
+    /// Fails with WRONGTYPE unless the key is missing or of the `expected` type.
+    fn check_type(&self, expected: raw::KeyType) -> Result<(), RedisError> {
+        match self.kind() {
+            raw::KeyType::Empty => Ok(()),
+            kind if kind == expected => Ok(()),
+            _ => Err(RedisError::WrongType),
+        }
+    }
+
+    /// Every field and value of a hash key.
+    fn hash_fields(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        unsafe extern "C" fn collect(
+            _key: *mut raw::RedisModuleKey,
+            field: *mut raw::RedisModuleString,
+            value: *mut raw::RedisModuleString,
+            data: *mut c_void,
+        ) {
+            // SAFETY: `data` is the Vec passed below; field and value live during the callback.
+            let out = unsafe { &mut *data.cast::<Vec<(Vec<u8>, Vec<u8>)>>() };
+            if !field.is_null() && !value.is_null() {
+                out.push((
+                    RedisString::string_as_slice(field).to_vec(),
+                    RedisString::string_as_slice(value).to_vec(),
+                ));
+            }
+        }
+        let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        if self.kind() != raw::KeyType::Hash {
+            return out;
+        }
+        // SAFETY: a cursor is created, used on an open hash key, and destroyed.
+        unsafe {
+            let cursor = raw::RedisModule_ScanCursorCreate.unwrap_unchecked()();
+            let scan = raw::RedisModule_ScanKey.unwrap_unchecked();
+            while scan(
+                self.ptr,
+                cursor,
+                Some(collect),
+                ptr::addr_of_mut!(out).cast::<c_void>(),
+            ) != 0
+            {}
+            raw::RedisModule_ScanCursorDestroy.unwrap_unchecked()(cursor);
+        }
+        out
+    }
+
+    fn hash_set(&self, field: &[u8], value: &[u8]) {
+        let (field, value) = (string(field), string(value));
+        // SAFETY: an open writable key; the variadic list ends with NULL.
+        unsafe {
+            raw::RedisModule_HashSet.unwrap_unchecked()(
+                self.ptr,
+                raw::REDISMODULE_HASH_NONE as c_int,
+                field.inner,
+                value.inner,
+                ptr::null_mut::<raw::RedisModuleString>(),
+            );
+        }
+    }
+
+    fn hash_del(&self, field: &[u8]) {
+        let field = string(field);
+        // SAFETY: as in `hash_set`; the special DELETE value removes the field.
+        unsafe {
+            raw::RedisModule_HashSet.unwrap_unchecked()(
+                self.ptr,
+                raw::REDISMODULE_HASH_NONE as c_int,
+                field.inner,
+                raw::REDISMODULE_HASH_DELETE,
+                ptr::null_mut::<raw::RedisModuleString>(),
+            );
+        }
+    }
+
+    fn zset_score(&self, member: &[u8]) -> Option<f64> {
+        if self.kind() != raw::KeyType::ZSet {
+            return None;
+        }
+        let member = string(member);
+        let mut score = 0f64;
+        // SAFETY: an open sorted-set key.
+        let status = unsafe {
+            raw::RedisModule_ZsetScore.unwrap_unchecked()(self.ptr, member.inner, &mut score)
+        };
+        (status == raw::REDISMODULE_OK as c_int).then_some(score)
+    }
+
+    fn zset_add(&self, score: f64, member: &[u8]) {
+        let member = string(member);
+        // SAFETY: an open writable key, empty or a sorted set.
+        unsafe {
+            raw::RedisModule_ZsetAdd.unwrap_unchecked()(
+                self.ptr,
+                score,
+                member.inner,
+                ptr::null_mut(),
+            );
+        }
+    }
+
+    fn zset_rem(&self, member: &[u8]) {
+        let member = string(member);
+        let mut deleted: c_int = 0;
+        // SAFETY: an open writable sorted-set key.
+        unsafe {
+            raw::RedisModule_ZsetRem.unwrap_unchecked()(self.ptr, member.inner, &mut deleted);
+        }
+    }
+
+    /// The key's absolute expire time, if it has one.
+    fn expire_at(&self) -> Option<Millis> {
+        // SAFETY: an open key.
+        let at = unsafe { raw::RedisModule_GetAbsExpire.unwrap_unchecked()(self.ptr) };
+        (at >= 0).then_some(at)
+    }
+
+    fn set_expire_at(&self, at: Millis) {
+        // SAFETY: an open writable key that exists.
+        unsafe {
+            raw::RedisModule_SetAbsExpire.unwrap_unchecked()(self.ptr, at);
+        }
+    }
+
+    fn delete(&self) {
+        // SAFETY: an open writable key.
+        unsafe {
+            raw::RedisModule_DeleteKey.unwrap_unchecked()(self.ptr);
+        }
+    }
+}
+
+impl Drop for Key {
+    fn drop(&mut self) {
+        if !self.ptr.is_null() {
+            // SAFETY: the key was opened by `Key::open` and is closed once.
+            unsafe { raw::RedisModule_CloseKey.unwrap_unchecked()(self.ptr) };
+        }
+    }
+}
+
+/// A user's record as stored now, for reads.
+pub fn read_user(ctx: &Context, user: &[u8]) -> Result<Record, RedisError> {
+    let key = Key::open(ctx, &string(&keys::user_key(user)), false);
+    key.check_type(raw::KeyType::Hash)?;
+    let fields = key.hash_fields();
+    Ok(codec::decode(
+        fields.iter().map(|(f, v)| (f.as_slice(), v.as_slice())),
+    ))
+}
+
+/// A user's record opened for a write: change `record`, then [`commit`](UserWrite::commit).
+pub struct UserWrite {
+    user: Vec<u8>,
+    name: RedisString,
+    key: Key,
+    due_name: RedisString,
+    due: Key,
+    before: Record,
+    pub record: Record,
+}
+
+impl UserWrite {
+    /// Opens every key a write to `user` may touch and checks their types before anything changes.
+    pub fn open(ctx: &Context, user: &[u8]) -> Result<UserWrite, RedisError> {
+        let name = string(&keys::user_key(user));
+        let key = Key::open(ctx, &name, true);
+        key.check_type(raw::KeyType::Hash)?;
+        let due_name = string(&keys::due_key(keys::slot(user)));
+        let due = Key::open(ctx, &due_name, true);
+        due.check_type(raw::KeyType::ZSet)?;
+        let fields = key.hash_fields();
+        let before = codec::decode(fields.iter().map(|(f, v)| (f.as_slice(), v.as_slice())));
+        Ok(UserWrite {
+            user: user.to_vec(),
+            name,
+            key,
+            due_name,
+            due,
+            record: before.clone(),
+            before,
+        })
+    }
+
+    /// Writes what changed in `record`, keeps the key's expiry and the due index in step, and
+    /// replicates each effect with explicit values.
+    pub fn commit(self, ctx: &Context, now: Millis) {
+        let name = self.name.as_slice();
+        let changes = codec::changes(&self.before, &self.record);
+        self.write_fields(ctx, &changes);
+
+        match self.record.expires_at(config::retention()) {
+            Some(at) if at > now => {
+                if self.key.expire_at() != Some(at) {
+                    self.key.set_expire_at(at);
+                    ctx.replicate("PEXPIREAT", &[name, at.to_string().as_bytes()]);
+                    ctx.notify_keyspace_event(NotifyEvent::GENERIC, "expire", &self.name);
+                }
+            }
+            // Nothing left to keep, or retention already ran out.
+            _ => {
+                if self.key.kind() != raw::KeyType::Empty {
+                    self.key.delete();
+                    ctx.replicate("DEL", &[name]);
+                    ctx.notify_keyspace_event(NotifyEvent::GENERIC, "del", &self.name);
+                }
+            }
+        }
+
+        let due_name = self.due_name.as_slice();
+        let current = self.due.zset_score(&self.user);
+        match self.record.next_deadline() {
+            Some(deadline) if current != Some(deadline as f64) => {
+                self.due.zset_add(deadline as f64, &self.user);
+                ctx.replicate(
+                    "ZADD",
+                    &[due_name, deadline.to_string().as_bytes(), &self.user],
+                );
+                ctx.notify_keyspace_event(NotifyEvent::ZSET, "zadd", &self.due_name);
+            }
+            None if current.is_some() => {
+                self.due.zset_rem(&self.user);
+                ctx.replicate("ZREM", &[due_name, &self.user]);
+                ctx.notify_keyspace_event(NotifyEvent::ZSET, "zrem", &self.due_name);
+            }
+            _ => {}
+        }
+    }
+
+    fn write_fields(&self, ctx: &Context, changes: &FieldChanges) {
+        let name = self.name.as_slice();
+        if !changes.set.is_empty() {
+            let mut argv: Vec<&[u8]> = Vec::with_capacity(1 + 2 * changes.set.len());
+            argv.push(name);
+            for (field, value) in &changes.set {
+                self.key.hash_set(field, value);
+                argv.push(field);
+                argv.push(value);
+            }
+            ctx.replicate("HSET", argv.as_slice());
+            ctx.notify_keyspace_event(NotifyEvent::HASH, "hset", &self.name);
+        }
+        if !changes.delete.is_empty() {
+            let mut argv: Vec<&[u8]> = Vec::with_capacity(1 + changes.delete.len());
+            argv.push(name);
+            for field in &changes.delete {
+                self.key.hash_del(field);
+                argv.push(field);
+            }
+            ctx.replicate("HDEL", argv.as_slice());
+            ctx.notify_keyspace_event(NotifyEvent::HASH, "hdel", &self.name);
+        }
+    }
+}
+
+/// Fails with the names of the module API functions this server lacks, so the module refuses to
+/// load instead of failing later (every other access in this file relies on this check).
+pub fn check_server_api() -> Result<(), String> {
+    macro_rules! present {
+        ($name:ident) => {{
+            // SAFETY: a copy of a function pointer the server filled in at load time.
+            let f = unsafe { raw::$name };
+            f.is_some()
+        }};
+    }
+    let present = {
+        [
+            ("Milliseconds", present!(RedisModule_Milliseconds)),
+            ("OpenKey", present!(RedisModule_OpenKey)),
+            ("CloseKey", present!(RedisModule_CloseKey)),
+            ("KeyType", present!(RedisModule_KeyType)),
+            ("DeleteKey", present!(RedisModule_DeleteKey)),
+            ("ScanCursorCreate", present!(RedisModule_ScanCursorCreate)),
+            ("ScanCursorDestroy", present!(RedisModule_ScanCursorDestroy)),
+            ("ScanKey", present!(RedisModule_ScanKey)),
+            ("HashSet", present!(RedisModule_HashSet)),
+            ("ZsetAdd", present!(RedisModule_ZsetAdd)),
+            ("ZsetRem", present!(RedisModule_ZsetRem)),
+            ("ZsetScore", present!(RedisModule_ZsetScore)),
+            ("GetAbsExpire", present!(RedisModule_GetAbsExpire)),
+            ("SetAbsExpire", present!(RedisModule_SetAbsExpire)),
+            ("Replicate", present!(RedisModule_Replicate)),
+            ("ReplyWithMap", present!(RedisModule_ReplyWithMap)),
+        ]
+    };
+    let missing: Vec<&str> = present
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(name, _)| *name)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(missing.join(", "))
+    }
+}
