@@ -32,6 +32,41 @@ pub static MAX_DEVICES: AtomicI64 = AtomicI64::new(MAX_DEVICES_DEFAULT);
 /// Users per PRESENCE.BULK.
 pub static MAX_BULK: AtomicI64 = AtomicI64::new(MAX_BULK_DEFAULT);
 
+/// The numeric settings and their ranges, for checking module arguments: the server range-checks
+/// `CONFIG SET`, but takes load-time values as defaults without checking them.
+pub const RANGES: [(&str, i64, i64); 4] = [
+    ("timeout", TIMEOUT_MIN, TIMEOUT_MAX),
+    ("retention", RETENTION_MIN, RETENTION_MAX),
+    ("max-devices", MAX_DEVICES_MIN, MAX_DEVICES_MAX),
+    ("max-bulk", MAX_BULK_MIN, MAX_BULK_MAX),
+];
+
+/// Checks `name value` pairs given after `--loadmodule`; the error says what is wrong.
+pub fn check_module_args(args: &[&[u8]]) -> Result<(), String> {
+    if args.len() % 2 != 0 {
+        return Err("module arguments must be name value pairs".into());
+    }
+    for pair in args.chunks(2) {
+        let name = String::from_utf8_lossy(pair[0]);
+        let Some((_, min, max)) = RANGES.iter().find(|(n, _, _)| *n == name) else {
+            return Err(format!("unknown module argument '{name}'"));
+        };
+        let value = std::str::from_utf8(pair[1])
+            .ok()
+            .and_then(|v| v.parse::<i64>().ok());
+        match value {
+            Some(v) if (*min..=*max).contains(&v) => {}
+            _ => {
+                return Err(format!(
+                    "argument '{name}' must be an integer from {min} to {max}, got '{}'",
+                    String::from_utf8_lossy(pair[1])
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn timeout() -> Millis {
     TIMEOUT.load(Ordering::Relaxed)
 }
@@ -46,4 +81,28 @@ pub fn max_devices() -> usize {
 
 pub fn max_bulk() -> usize {
     usize::try_from(MAX_BULK.load(Ordering::Relaxed)).unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_arguments_are_checked() {
+        assert_eq!(check_module_args(&[]), Ok(()));
+        assert_eq!(
+            check_module_args(&[b"timeout", b"100", b"max-bulk", b"100000"]),
+            Ok(())
+        );
+        assert_eq!(
+            check_module_args(&[b"timeout", b"50"]),
+            Err("argument 'timeout' must be an integer from 100 to 604800000, got '50'".into())
+        );
+        assert!(check_module_args(&[b"max-devices", b"x"]).is_err());
+        assert!(check_module_args(&[b"timeout"]).is_err());
+        assert_eq!(
+            check_module_args(&[b"speed", b"1"]),
+            Err("unknown module argument 'speed'".into())
+        );
+    }
 }

@@ -21,7 +21,12 @@ type Allocator = redis_module::alloc::RedisAlloc;
 #[cfg(test)]
 type Allocator = std::alloc::System;
 
-fn init(ctx: &Context, _args: &[redis_module::RedisString]) -> Status {
+fn init(ctx: &Context, args: &[redis_module::RedisString]) -> Status {
+    let args: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
+    if let Err(problem) = config::check_module_args(&args) {
+        ctx.log_warning(&format!("presence: {problem}"));
+        return Status::Err;
+    }
     if let Err(missing) = store::check_server_api() {
         ctx.log_warning(&format!(
             "presence: this server lacks module API functions the module needs: {missing}"

@@ -1,0 +1,126 @@
+//! Configuration: module arguments at load time and CONFIG GET/SET at run time, with range checks.
+
+mod common;
+
+use common::*;
+
+fn config_get(con: &mut redis::Connection, name: &str) -> i64 {
+    let pair = array(&run(con, &["CONFIG", "GET", name]).unwrap());
+    text(&pair[1]).parse().unwrap()
+}
+
+#[test]
+fn defaults_are_as_documented() {
+    on_each_server(&[], |srv| {
+        if srv.is_external() {
+            return;
+        }
+        let mut con = srv.con();
+        assert_eq!(config_get(&mut con, "presence.timeout"), 60_000);
+        assert_eq!(
+            config_get(&mut con, "presence.retention"),
+            30 * 24 * 3600 * 1000
+        );
+        assert_eq!(config_get(&mut con, "presence.max-devices"), 32);
+        assert_eq!(config_get(&mut con, "presence.max-bulk"), 1000);
+    });
+}
+
+#[test]
+fn module_arguments_set_the_configuration() {
+    let args = [
+        "timeout",
+        "1000",
+        "retention",
+        "5000",
+        "max-devices",
+        "3",
+        "max-bulk",
+        "7",
+    ];
+    on_each_server(&args, |srv| {
+        let mut con = srv.con();
+        assert_eq!(config_get(&mut con, "presence.timeout"), 1000);
+        assert_eq!(config_get(&mut con, "presence.retention"), 5000);
+        assert_eq!(config_get(&mut con, "presence.max-devices"), 3);
+        assert_eq!(config_get(&mut con, "presence.max-bulk"), 7);
+        // The timeout is the default TTL of new devices.
+        let user = unique("cfg");
+        run(&mut con, &["PRESENCE.ONLINE", &user, "d"]).unwrap();
+        let d = map(&array(&run(&mut con, &["PRESENCE.DEVICES", &user]).unwrap())[0]);
+        assert_eq!(int(&d["expires_at"]) - int(&d["last_heartbeat"]), 1000);
+    });
+}
+
+#[test]
+fn config_set_applies_at_once_and_refuses_out_of_range_values() {
+    on_each_server(&[], |srv| {
+        let mut con = srv.con();
+        run(&mut con, &["CONFIG", "SET", "presence.timeout", "2500"]).unwrap();
+        let user = unique("cfgset");
+        run(&mut con, &["PRESENCE.ONLINE", &user, "d"]).unwrap();
+        let d = map(&array(&run(&mut con, &["PRESENCE.DEVICES", &user]).unwrap())[0]);
+        assert_eq!(int(&d["expires_at"]) - int(&d["last_heartbeat"]), 2500);
+
+        for (name, bad) in [
+            ("timeout", "99"),
+            ("timeout", "604800001"),
+            ("retention", "999"),
+            ("retention", "34560000001"),
+            ("max-devices", "0"),
+            ("max-devices", "1025"),
+            ("max-bulk", "0"),
+            ("max-bulk", "100001"),
+            ("timeout", "soon"),
+        ] {
+            let full = format!("presence.{name}");
+            let before = config_get(&mut con, &full);
+            let e = run(&mut con, &["CONFIG", "SET", &full, bad]).unwrap_err();
+            assert!(e.starts_with("ERR"), "{name} {bad}: {e}");
+            assert!(
+                e.contains(&full) || e.contains("argument"),
+                "{name} {bad}: {e}"
+            );
+            assert_eq!(config_get(&mut con, &full), before);
+        }
+        for (name, good) in [
+            ("timeout", "100"),
+            ("timeout", "604800000"),
+            ("retention", "1000"),
+            ("retention", "34560000000"),
+            ("max-devices", "1024"),
+            ("max-bulk", "100000"),
+        ] {
+            let full = format!("presence.{name}");
+            run(&mut con, &["CONFIG", "SET", &full, good]).unwrap();
+            assert_eq!(config_get(&mut con, &full).to_string(), good);
+        }
+        if srv.is_external() {
+            run(&mut con, &["CONFIG", "SET", "presence.timeout", "60000"]).unwrap();
+            run(
+                &mut con,
+                &["CONFIG", "SET", "presence.retention", "2592000000"],
+            )
+            .unwrap();
+            run(&mut con, &["CONFIG", "SET", "presence.max-devices", "32"]).unwrap();
+            run(&mut con, &["CONFIG", "SET", "presence.max-bulk", "1000"]).unwrap();
+        }
+    });
+}
+
+#[test]
+fn out_of_range_module_arguments_refuse_to_load() {
+    if external().is_some() {
+        return;
+    }
+    for kind in kinds() {
+        for args in [
+            &["timeout", "50"][..],
+            &["max-devices", "0"],
+            &["retention", "abc"],
+        ] {
+            let outcome = Server::try_start(kind, args, &[]);
+            assert!(outcome.is_err(), "{kind:?} loaded with {args:?}");
+        }
+    }
+}
