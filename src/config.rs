@@ -43,7 +43,7 @@ pub const RANGES: [(&str, i64, i64); 4] = [
 
 /// Checks `name value` pairs given after `--loadmodule`; the error says what is wrong.
 pub fn check_module_args(args: &[&[u8]]) -> Result<(), String> {
-    if args.len() % 2 != 0 {
+    if !args.len().is_multiple_of(2) {
         return Err("module arguments must be name value pairs".into());
     }
     for pair in args.chunks(2) {

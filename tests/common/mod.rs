@@ -306,7 +306,7 @@ pub fn map(v: &Value) -> BTreeMap<String, Value> {
     match v {
         Value::Map(pairs) => pairs.iter().map(|(k, v)| (text(k), v.clone())).collect(),
         Value::Array(flat) => {
-            assert!(flat.len() % 2 == 0, "odd flat map {flat:?}");
+            assert!(flat.len().is_multiple_of(2), "odd flat map {flat:?}");
             flat.chunks(2)
                 .map(|p| (text(&p[0]), p[1].clone()))
                 .collect()
