@@ -140,6 +140,36 @@ impl Server {
         let dir = std::env::temp_dir().join(format!("presence-test-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        Self::try_start_in(kind, module_args, config, dir, port)
+    }
+
+    /// Kills the server (SIGKILL, as a crash would) and starts a new one on the same data directory,
+    /// with the module loaded with `module_args`.
+    pub fn restart(mut self, module_args: &[&str], config: &[&str]) -> Server {
+        let dir = self.dir.clone();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let kind = self.kind;
+        drop(self);
+        let mut last_error = String::new();
+        for _ in 0..3 {
+            match Self::try_start_in(kind, module_args, config, dir.clone(), free_port()) {
+                Ok(server) => return server,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("could not restart {kind:?}: {last_error}");
+    }
+
+    fn try_start_in(
+        kind: Kind,
+        module_args: &[&str],
+        config: &[&str],
+        dir: PathBuf,
+        port: u16,
+    ) -> Result<Server, String> {
         let log = dir.join("server.log");
         let mut cmd = Command::new(binary(kind));
         cmd.arg("--port")
