@@ -4,6 +4,7 @@
 //! |----------------|---------------------------------------------|
 //! | `since`        | ms when the current status began            |
 //! | `last_seen`    | ms of the latest departure                  |
+//! | `seq`          | number of the latest event announced        |
 //! | `dev:<id>`     | `<connected_at>:<last_heartbeat>:<ttl>`     |
 //! | `meta:<id>`    | the device's META JSON text (when given)    |
 //!
@@ -16,6 +17,7 @@ use std::collections::BTreeMap;
 
 pub const SINCE: &[u8] = b"since";
 pub const LAST_SEEN: &[u8] = b"last_seen";
+pub const SEQ: &[u8] = b"seq";
 const DEVICE_PREFIX: &[u8] = b"dev:";
 const META_PREFIX: &[u8] = b"meta:";
 
@@ -62,6 +64,8 @@ pub fn decode<'a>(fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Rec
             record.since = parse_millis(value);
         } else if field == LAST_SEEN {
             record.last_seen = parse_millis(value);
+        } else if field == SEQ {
+            record.seq = parse_millis(value).and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
         } else if let Some(id) = field.strip_prefix(DEVICE_PREFIX) {
             if let Some(device) = parse_device(value) {
                 record.devices.insert(id.to_vec(), device);
@@ -86,6 +90,9 @@ pub fn encode(record: &Record) -> Fields {
     }
     if let Some(seen) = record.last_seen {
         fields.insert(LAST_SEEN.to_vec(), seen.to_string().into_bytes());
+    }
+    if record.seq > 0 {
+        fields.insert(SEQ.to_vec(), record.seq.to_string().into_bytes());
     }
     for (id, device) in &record.devices {
         fields.insert(prefixed(DEVICE_PREFIX, id), format_device(device));
@@ -134,6 +141,7 @@ mod tests {
             .unwrap();
         r.connect(b"a:b\0\xff", 2000, None, 200, 8).unwrap();
         r.last_seen = Some(50);
+        r.events.clear();
         r
     }
 
@@ -200,6 +208,11 @@ mod tests {
             vec![b"dev:phone".to_vec(), b"meta:phone".to_vec()]
         );
         assert_eq!(c.set, vec![(b"last_seen".to_vec(), b"400".to_vec())]);
+        let mut last = gone.clone();
+        last.disconnect(b"a:b\0\xff", 500);
+        let c = changes(&gone, &last);
+        // The user went offline: an event, so seq moves on from the first connect's 1.
+        assert!(c.set.contains(&(b"seq".to_vec(), b"2".to_vec())), "{c:?}");
         assert!(changes(&gone, &gone).is_empty());
     }
 }

@@ -45,6 +45,13 @@ pub struct Record {
     pub last_seen: Option<Millis>,
     /// When the current status began.
     pub since: Option<Millis>,
+    /// The number of the latest event announced for this user.
+    pub seq: u64,
+    /// Whether changes of a user who stays online (a device joins or leaves) are announced too.
+    /// A policy set by the caller, not stored.
+    pub device_events: bool,
+    /// Events announced by the transitions since the record was loaded, oldest first. Not stored.
+    pub events: Vec<Event>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,11 +78,40 @@ pub struct View {
     pub since: Option<Millis>,
 }
 
-/// A device removed because its deadline passed.
+/// Why an event happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    Connect,
+    Disconnect,
+    Timeout,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Connect => "connect",
+            Reason::Disconnect => "disconnect",
+            Reason::Timeout => "timeout",
+        }
+    }
+}
+
+/// A change announced to subscribers: of the user's status, or (when device events are on) of
+/// the devices of a user who stays online.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Expired {
+pub struct Event {
+    pub status: Status,
+    pub prev: Status,
+    pub reason: Reason,
+    /// The device that caused it.
     pub device: Vec<u8>,
-    pub last_heartbeat: Millis,
+    /// Connected devices afterwards.
+    pub devices: usize,
+    pub last_seen: Option<Millis>,
+    /// When it happened: the command's time, or for a timeout the device's deadline.
+    pub ts: Millis,
+    /// Per user: 1 for the first event, one more for each one after.
+    pub seq: u64,
 }
 
 /// Refusals of a write, reported to the client.
@@ -86,10 +122,6 @@ pub enum Refusal {
 }
 
 impl Record {
-    pub fn is_empty(&self) -> bool {
-        self.devices.is_empty() && self.last_seen.is_none() && self.since.is_none()
-    }
-
     /// Devices connected at `now`, in id order.
     pub fn live_devices(&self, now: Millis) -> impl Iterator<Item = (&Vec<u8>, &Device)> {
         self.devices.iter().filter(move |(_, d)| d.is_live(now))
@@ -137,31 +169,29 @@ impl Record {
         }
     }
 
-    /// Removes the devices whose deadline passed by `now`. When the last one goes, the user is
-    /// offline since their latest heartbeat. Returns the removed devices in id order.
-    pub fn settle(&mut self, now: Millis) -> Vec<Expired> {
-        let expired: Vec<Vec<u8>> = self
+    /// Removes the devices whose deadline passed by `now`, in deadline order, announcing each
+    /// timeout. When the last one goes, the user is offline since their latest heartbeat. Returns
+    /// how many devices were removed.
+    pub fn settle(&mut self, now: Millis) -> usize {
+        let mut expired: Vec<(Millis, Vec<u8>)> = self
             .devices
             .iter()
             .filter(|(_, d)| !d.is_live(now))
-            .map(|(id, _)| id.clone())
+            .map(|(id, d)| (d.deadline(), id.clone()))
             .collect();
-        let mut removed = Vec::with_capacity(expired.len());
-        for id in expired {
-            if let Some(device) = self.devices.remove(&id) {
+        expired.sort();
+        for (deadline, id) in &expired {
+            if let Some(device) = self.devices.remove(id) {
                 self.last_seen = Some(self.last_seen.map_or(device.last_heartbeat, |seen| {
                     seen.max(device.last_heartbeat)
                 }));
-                removed.push(Expired {
-                    device: id,
-                    last_heartbeat: device.last_heartbeat,
-                });
+                if self.devices.is_empty() {
+                    self.since = self.last_seen;
+                }
+                self.announce(Reason::Timeout, id, *deadline);
             }
         }
-        if !removed.is_empty() && self.devices.is_empty() {
-            self.since = self.last_seen;
-        }
-        removed
+        expired.len()
     }
 
     /// Registers `device`, or refreshes it when it is connected (keeping its `connected_at`, and
@@ -198,6 +228,7 @@ impl Record {
                 meta,
             },
         );
+        self.announce(Reason::Connect, device, now);
         Ok(self.devices.len())
     }
 
@@ -231,7 +262,35 @@ impl Record {
         if self.devices.is_empty() {
             self.since = self.last_seen;
         }
+        self.announce(Reason::Disconnect, device, now);
         Some(self.devices.len())
+    }
+
+    /// Records the event of a device change that just happened: a status change when the device
+    /// was the user's first or last, otherwise a device-level one if those are on.
+    fn announce(&mut self, reason: Reason, device: &[u8], ts: Millis) {
+        let devices = self.devices.len();
+        let (status, prev) = match (reason, devices) {
+            (Reason::Connect, 1) => (Status::Online, Status::Offline),
+            (Reason::Disconnect | Reason::Timeout, 0) => (Status::Offline, Status::Online),
+            _ if self.device_events => (Status::Online, Status::Online),
+            _ => return,
+        };
+        self.seq += 1;
+        self.events.push(Event {
+            status,
+            prev,
+            reason,
+            device: device.to_vec(),
+            devices,
+            last_seen: if status == Status::Online {
+                self.last_seen()
+            } else {
+                self.last_seen
+            },
+            ts,
+            seq: self.seq,
+        });
     }
 
     /// The earliest deadline of the registered devices: the record's score in the slot's due index.
@@ -330,22 +389,110 @@ mod tests {
         online(&mut r, b"a", 100);
         r.heartbeat(b"a", None, TTL, 400, MAX).unwrap();
         online(&mut r, b"b", 500);
-        let removed = r.settle(1450);
-        assert_eq!(
-            removed,
-            vec![Expired {
-                device: b"a".to_vec(),
-                last_heartbeat: 400
-            }]
-        );
+        assert_eq!(r.settle(1450), 1);
+        assert!(!r.devices.contains_key(b"a".as_slice()));
         assert_eq!(r.view(1450).status, Status::Online);
         assert_eq!(r.view(1450).since, Some(100));
-        let removed = r.settle(1500);
-        assert_eq!(removed.len(), 1);
+        assert_eq!(r.settle(1500), 1);
         let view = r.view(1500);
         assert_eq!(view.status, Status::Offline);
         assert_eq!(view.last_seen, Some(500));
         assert_eq!(view.since, Some(500));
+        assert_eq!(r.settle(5000), 0);
+    }
+
+    fn summary(r: &Record) -> Vec<(&'static str, &'static str, &'static str, String, usize, u64)> {
+        r.events
+            .iter()
+            .map(|e| {
+                (
+                    e.status.as_str(),
+                    e.prev.as_str(),
+                    e.reason.as_str(),
+                    String::from_utf8_lossy(&e.device).into_owned(),
+                    e.devices,
+                    e.seq,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn status_changes_are_announced_with_growing_seq() {
+        let mut r = Record::default();
+        online(&mut r, b"a", 100);
+        online(&mut r, b"b", 200);
+        r.heartbeat(b"a", None, TTL, 300, MAX).unwrap();
+        r.disconnect(b"a", 400);
+        r.disconnect(b"b", 500);
+        online(&mut r, b"c", 600);
+        r.settle(1600);
+        assert_eq!(
+            summary(&r),
+            vec![
+                ("online", "offline", "connect", "a".into(), 1, 1),
+                ("offline", "online", "disconnect", "b".into(), 0, 2),
+                ("online", "offline", "connect", "c".into(), 1, 3),
+                ("offline", "online", "timeout", "c".into(), 0, 4),
+            ]
+        );
+        let timeout = &r.events[3];
+        assert_eq!((timeout.ts, timeout.last_seen), (1600, Some(600)));
+        assert_eq!(r.events[1].last_seen, Some(500));
+        assert_eq!(r.events[0].last_seen, Some(100));
+    }
+
+    #[test]
+    fn device_events_announce_changes_of_a_user_who_stays_online() {
+        let mut r = Record {
+            device_events: true,
+            ..Record::default()
+        };
+        online(&mut r, b"a", 100);
+        r.connect(b"b", 5000, None, 200, MAX).unwrap();
+        r.connect(b"a", TTL, None, 300, MAX).unwrap(); // a refresh is not a change
+        r.settle(1300);
+        r.disconnect(b"b", 1400);
+        assert_eq!(
+            summary(&r),
+            vec![
+                ("online", "offline", "connect", "a".into(), 1, 1),
+                ("online", "online", "connect", "b".into(), 2, 2),
+                ("online", "online", "timeout", "a".into(), 1, 3),
+                ("offline", "online", "disconnect", "b".into(), 0, 4),
+            ]
+        );
+    }
+
+    #[test]
+    fn several_timeouts_are_announced_in_deadline_order() {
+        let mut r = Record {
+            device_events: true,
+            ..Record::default()
+        };
+        r.connect(b"late", 3000, None, 100, MAX).unwrap();
+        r.connect(b"early", 1000, None, 100, MAX).unwrap();
+        r.events.clear();
+        assert_eq!(r.settle(10_000), 2);
+        assert_eq!(
+            summary(&r),
+            vec![
+                ("online", "online", "timeout", "early".into(), 1, 3),
+                ("offline", "online", "timeout", "late".into(), 0, 4),
+            ]
+        );
+        assert_eq!((r.events[0].ts, r.events[1].ts), (1100, 3100));
+    }
+
+    #[test]
+    fn refusals_and_unknown_devices_announce_nothing() {
+        let mut r = Record::default();
+        r.connect(b"a", TTL, None, 100, 1).unwrap();
+        r.events.clear();
+        assert!(r.connect(b"b", TTL, None, 100, 1).is_err());
+        assert_eq!(r.disconnect(b"x", 200), None);
+        assert!(r.events.is_empty());
+        assert_eq!(r.seq, 1);
     }
 
     #[test]
