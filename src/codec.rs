@@ -65,7 +65,9 @@ pub fn decode<'a>(fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Rec
         } else if field == LAST_SEEN {
             record.last_seen = parse_millis(value);
         } else if field == SEQ {
-            record.seq = parse_millis(value).and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+            record.seq = parse_millis(value)
+                .and_then(|n| u64::try_from(n).ok())
+                .unwrap_or(0);
         } else if let Some(id) = field.strip_prefix(DEVICE_PREFIX) {
             if let Some(device) = parse_device(value) {
                 record.devices.insert(id.to_vec(), device);

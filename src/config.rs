@@ -3,7 +3,8 @@
 
 use crate::args::{MAX_TTL, MIN_TTL};
 use crate::model::Millis;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{LazyLock, Mutex};
 
 pub const DAY: i64 = 24 * 3600 * 1000;
 
@@ -23,6 +24,20 @@ pub const MAX_BULK_DEFAULT: i64 = 1000;
 pub const MAX_BULK_MIN: i64 = 1;
 pub const MAX_BULK_MAX: i64 = 100_000;
 
+pub const SWEEP_INTERVAL_DEFAULT: i64 = 100;
+pub const SWEEP_INTERVAL_MIN: i64 = 1;
+pub const SWEEP_INTERVAL_MAX: i64 = 60_000;
+
+pub const SWEEP_BUDGET_DEFAULT: i64 = 1000;
+pub const SWEEP_BUDGET_MIN: i64 = 1;
+pub const SWEEP_BUDGET_MAX: i64 = 1_000_000;
+
+pub const EVENTS_CHANNEL_DEFAULT: &str = "presence:events";
+
+pub const STREAM_MAXLEN_DEFAULT: i64 = 100_000;
+pub const STREAM_MAXLEN_MIN: i64 = 1;
+pub const STREAM_MAXLEN_MAX: i64 = 1_000_000_000;
+
 /// Default device TTL (ms).
 pub static TIMEOUT: AtomicI64 = AtomicI64::new(TIMEOUT_DEFAULT);
 /// How long an offline user's record is kept (ms).
@@ -34,12 +49,19 @@ pub static MAX_BULK: AtomicI64 = AtomicI64::new(MAX_BULK_DEFAULT);
 
 /// The numeric settings and their ranges, for checking module arguments: the server range-checks
 /// `CONFIG SET`, but takes load-time values as defaults without checking them.
-pub const RANGES: [(&str, i64, i64); 4] = [
+pub const RANGES: [(&str, i64, i64); 7] = [
     ("timeout", TIMEOUT_MIN, TIMEOUT_MAX),
     ("retention", RETENTION_MIN, RETENTION_MAX),
     ("max-devices", MAX_DEVICES_MIN, MAX_DEVICES_MAX),
     ("max-bulk", MAX_BULK_MIN, MAX_BULK_MAX),
+    ("sweep-interval", SWEEP_INTERVAL_MIN, SWEEP_INTERVAL_MAX),
+    ("sweep-budget", SWEEP_BUDGET_MIN, SWEEP_BUDGET_MAX),
+    ("events-stream-maxlen", STREAM_MAXLEN_MIN, STREAM_MAXLEN_MAX),
 ];
+
+/// Settings that take any string, and the yes/no ones.
+const STRINGS: [&str; 2] = ["events-channel", "events-stream"];
+const BOOLS: [&str; 1] = ["device-events"];
 
 /// Checks `name value` pairs given after `--loadmodule`; the error says what is wrong.
 pub fn check_module_args(args: &[&[u8]]) -> Result<(), String> {
@@ -48,6 +70,15 @@ pub fn check_module_args(args: &[&[u8]]) -> Result<(), String> {
     }
     for pair in args.chunks(2) {
         let name = String::from_utf8_lossy(pair[0]);
+        if STRINGS.contains(&name.as_ref()) {
+            continue;
+        }
+        if BOOLS.contains(&name.as_ref()) {
+            if !matches!(pair[1], b"yes" | b"no") {
+                return Err(format!("argument '{name}' must be yes or no"));
+            }
+            continue;
+        }
         let Some((_, min, max)) = RANGES.iter().find(|(n, _, _)| *n == name) else {
             return Err(format!("unknown module argument '{name}'"));
         };
@@ -65,6 +96,52 @@ pub fn check_module_args(args: &[&[u8]]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// How often the sweep runs (ms).
+pub static SWEEP_INTERVAL: AtomicI64 = AtomicI64::new(SWEEP_INTERVAL_DEFAULT);
+/// Devices one sweep run may remove.
+pub static SWEEP_BUDGET: AtomicI64 = AtomicI64::new(SWEEP_BUDGET_DEFAULT);
+/// The global events channel; empty turns it off.
+pub static EVENTS_CHANNEL: LazyLock<Mutex<String>> =
+    LazyLock::new(|| Mutex::new(EVENTS_CHANNEL_DEFAULT.to_string()));
+/// Whether device-level changes of users who stay online are announced.
+pub static DEVICE_EVENTS: AtomicBool = AtomicBool::new(false);
+/// The stream that also receives every event; empty turns it off.
+pub static EVENTS_STREAM: LazyLock<Mutex<String>> = LazyLock::new(|| Mutex::new(String::new()));
+/// Approximate length the events stream is trimmed to.
+pub static EVENTS_STREAM_MAXLEN: AtomicI64 = AtomicI64::new(STREAM_MAXLEN_DEFAULT);
+
+pub fn sweep_interval() -> Millis {
+    SWEEP_INTERVAL.load(Ordering::Relaxed)
+}
+
+pub fn sweep_budget() -> usize {
+    usize::try_from(SWEEP_BUDGET.load(Ordering::Relaxed)).unwrap_or(1)
+}
+
+pub fn device_events() -> bool {
+    DEVICE_EVENTS.load(Ordering::Relaxed)
+}
+
+/// A copy of a string setting (a poisoned lock still holds a valid string).
+fn read(setting: &Mutex<String>) -> String {
+    match setting.lock() {
+        Ok(value) => value.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    }
+}
+
+pub fn events_channel() -> String {
+    read(&EVENTS_CHANNEL)
+}
+
+pub fn events_stream() -> String {
+    read(&EVENTS_STREAM)
+}
+
+pub fn events_stream_maxlen() -> i64 {
+    EVENTS_STREAM_MAXLEN.load(Ordering::Relaxed)
 }
 
 pub fn timeout() -> Millis {

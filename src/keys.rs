@@ -108,6 +108,12 @@ pub fn user_key(user: &[u8]) -> Vec<u8> {
     key
 }
 
+/// The user's own events channel (sharded pub/sub): named like the user's key, so it is in the
+/// user's slot — `presence:{<user>}` for ids without braces.
+pub fn user_channel(user: &[u8]) -> Vec<u8> {
+    user_key(user)
+}
+
 /// The sorted set of the slot's users, scored by their earliest device deadline.
 pub fn due_key(slot: u16) -> Vec<u8> {
     let tag = slot_tag(slot);

@@ -7,10 +7,15 @@ pub mod args;
 pub mod codec;
 mod commands;
 pub mod config;
+mod events;
+mod info;
 pub mod keys;
+mod lifecycle;
 pub mod model;
 mod reply;
+mod stats;
 mod store;
+mod sweep;
 
 use commands::{devices, query};
 use redis_module::{configuration::ConfigurationFlags, redis_module, Context, Status};
@@ -33,6 +38,7 @@ fn init(ctx: &Context, args: &[redis_module::RedisString]) -> Status {
         ));
         return Status::Err;
     }
+    sweep::start(ctx);
     Status::Ok
 }
 
@@ -49,6 +55,7 @@ redis_module! {
         ["presence.get", query::get, "readonly fast", 1, 1, 1, ""],
         ["presence.bulk", query::bulk, "readonly", 1, -1, 1, ""],
         ["presence.devices", query::devices, "readonly fast", 1, 1, 1, ""],
+        ["presence.sweep", commands::sweep::sweep, "write", 0, 0, 0, ""],
     ],
     configurations: [
         i64: [
@@ -56,9 +63,17 @@ redis_module! {
             ["retention", &config::RETENTION, config::RETENTION_DEFAULT, config::RETENTION_MIN, config::RETENTION_MAX, ConfigurationFlags::DEFAULT, None],
             ["max-devices", &config::MAX_DEVICES, config::MAX_DEVICES_DEFAULT, config::MAX_DEVICES_MIN, config::MAX_DEVICES_MAX, ConfigurationFlags::DEFAULT, None],
             ["max-bulk", &config::MAX_BULK, config::MAX_BULK_DEFAULT, config::MAX_BULK_MIN, config::MAX_BULK_MAX, ConfigurationFlags::DEFAULT, None],
+            ["sweep-interval", &config::SWEEP_INTERVAL, config::SWEEP_INTERVAL_DEFAULT, config::SWEEP_INTERVAL_MIN, config::SWEEP_INTERVAL_MAX, ConfigurationFlags::DEFAULT, None],
+            ["sweep-budget", &config::SWEEP_BUDGET, config::SWEEP_BUDGET_DEFAULT, config::SWEEP_BUDGET_MIN, config::SWEEP_BUDGET_MAX, ConfigurationFlags::DEFAULT, None],
+            ["events-stream-maxlen", &config::EVENTS_STREAM_MAXLEN, config::STREAM_MAXLEN_DEFAULT, config::STREAM_MAXLEN_MIN, config::STREAM_MAXLEN_MAX, ConfigurationFlags::DEFAULT, None],
         ],
-        string: [],
-        bool: [],
+        string: [
+            ["events-channel", &*config::EVENTS_CHANNEL, config::EVENTS_CHANNEL_DEFAULT, ConfigurationFlags::DEFAULT, None],
+            ["events-stream", &*config::EVENTS_STREAM, "", ConfigurationFlags::DEFAULT, None],
+        ],
+        bool: [
+            ["device-events", &config::DEVICE_EVENTS, false, ConfigurationFlags::DEFAULT, None],
+        ],
         enum: [],
         module_args_as_configuration: true,
     ]

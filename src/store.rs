@@ -3,9 +3,8 @@
 //! clock reads on replicas) and announced as keyspace events.
 
 use crate::codec::{self, FieldChanges};
-use crate::config;
-use crate::keys;
 use crate::model::{Millis, Record};
+use crate::{config, events, keys, stats, sweep};
 use redis_module::{raw, Context, NotifyEvent, RedisError, RedisString};
 use std::ffi::c_void;
 use std::os::raw::c_int;
@@ -158,6 +157,47 @@ impl Key {
         }
     }
 
+    /// Every member with a score up to `max` (all with `f64::INFINITY`), lowest score first, at most
+    /// `limit` of them.
+    fn zset_range(&self, ctx: &Context, max: f64, limit: usize) -> Vec<(Vec<u8>, f64)> {
+        let mut out = Vec::new();
+        if self.kind() != raw::KeyType::ZSet || limit == 0 {
+            return out;
+        }
+        // SAFETY: a range opened on an open sorted-set key, walked and stopped; each element
+        // string is owned by the RedisString that frees it.
+        unsafe {
+            let started = raw::RedisModule_ZsetFirstInScoreRange.unwrap_unchecked()(
+                self.ptr,
+                f64::NEG_INFINITY,
+                max,
+                0,
+                0,
+            );
+            if started != raw::REDISMODULE_OK as c_int {
+                return out;
+            }
+            loop {
+                let mut score = 0f64;
+                let element = raw::RedisModule_ZsetRangeCurrentElement.unwrap_unchecked()(
+                    self.ptr, &mut score,
+                );
+                if element.is_null() {
+                    break;
+                }
+                let element = RedisString::from_redis_module_string(ctx.get_raw(), element);
+                out.push((element.as_slice().to_vec(), score));
+                if out.len() >= limit
+                    || raw::RedisModule_ZsetRangeNext.unwrap_unchecked()(self.ptr) == 0
+                {
+                    break;
+                }
+            }
+            raw::RedisModule_ZsetRangeStop.unwrap_unchecked()(self.ptr);
+        }
+        out
+    }
+
     /// The key's absolute expire time, if it has one.
     fn expire_at(&self) -> Option<Millis> {
         // SAFETY: an open key.
@@ -212,6 +252,7 @@ pub struct UserWrite {
 
 impl UserWrite {
     /// Opens every key a write to `user` may touch and checks their types before anything changes.
+    /// Transitions announce device-level events as the `device-events` setting says.
     pub fn open(ctx: &Context, user: &[u8]) -> Result<UserWrite, RedisError> {
         let name = string(&keys::user_key(user));
         let key = Key::open(ctx, &name, true);
@@ -220,7 +261,8 @@ impl UserWrite {
         let due = Key::open(ctx, &due_name, true);
         due.check_type(raw::KeyType::ZSet)?;
         let fields = key.hash_fields();
-        let before = codec::decode(fields.iter().map(|(f, v)| (f.as_slice(), v.as_slice())));
+        let mut before = codec::decode(fields.iter().map(|(f, v)| (f.as_slice(), v.as_slice())));
+        before.device_events = config::device_events();
         Ok(UserWrite {
             user: user.to_vec(),
             name,
@@ -232,10 +274,13 @@ impl UserWrite {
         })
     }
 
-    /// Writes what changed in `record`, keeps the key's expiry and the due index in step, and
-    /// replicates each effect with explicit values.
+    /// Writes what changed in `record`, keeps the key's expiry and the due index in step,
+    /// replicates each effect with explicit values, and publishes the record's events.
     pub fn commit(self, ctx: &Context, now: Millis) {
         let name = self.name.as_slice();
+        let (before, after) = (self.before.devices.len(), self.record.devices.len());
+        stats::DEVICES_ONLINE.add(after as i64 - before as i64);
+        stats::USERS_ONLINE.add(i64::from(after > 0) - i64::from(before > 0));
         let changes = codec::changes(&self.before, &self.record);
         self.write_fields(ctx, &changes);
 
@@ -262,6 +307,7 @@ impl UserWrite {
         match self.record.next_deadline() {
             Some(deadline) if current != Some(deadline as f64) => {
                 self.due.zset_add(deadline as f64, &self.user);
+                sweep::note_deadline(keys::slot(&self.user), deadline);
                 ctx.replicate(
                     "ZADD",
                     &[due_name, deadline.to_string().as_bytes(), &self.user],
@@ -275,6 +321,7 @@ impl UserWrite {
             }
             _ => {}
         }
+        events::publish(ctx, &self.user, &self.record.events);
     }
 
     fn write_fields(&self, ctx: &Context, changes: &FieldChanges) {
@@ -303,6 +350,49 @@ impl UserWrite {
     }
 }
 
+/// Up to `limit` users of the slot's due index whose earliest deadline is at or before `until`,
+/// earliest first.
+pub fn due_users(ctx: &Context, slot: u16, until: Millis, limit: usize) -> Vec<(Vec<u8>, Millis)> {
+    let key = Key::open(ctx, &string(&keys::due_key(slot)), false);
+    key.zset_range(ctx, until as f64, limit)
+        .into_iter()
+        .map(|(user, score)| (user, score as Millis))
+        .collect()
+}
+
+/// The earliest deadline in the slot's due index, if it has any entry.
+pub fn next_due(ctx: &Context, slot: u16) -> Option<Millis> {
+    due_users(ctx, slot, Millis::MAX, 1)
+        .first()
+        .map(|(_, deadline)| *deadline)
+}
+
+/// Removes a user's entry from the slot's due index, for an entry whose record cannot be read
+/// (its key was overwritten by hand with another type).
+pub fn drop_due(ctx: &Context, user: &[u8]) {
+    let name = string(&keys::due_key(keys::slot(user)));
+    let key = Key::open(ctx, &name, true);
+    if key.zset_score(user).is_some() {
+        key.zset_rem(user);
+        ctx.replicate("ZREM", &[name.as_slice(), user]);
+        ctx.notify_keyspace_event(NotifyEvent::ZSET, "zrem", &name);
+    }
+}
+
+/// Counts the users with registered devices and their devices, from the keys.
+pub fn census(ctx: &Context) -> (i64, i64) {
+    let (mut users, mut devices) = (0i64, 0i64);
+    for slot in 0..keys::SLOTS as u16 {
+        for (user, _) in due_users(ctx, slot, Millis::MAX, usize::MAX) {
+            if let Ok(record) = read_user(ctx, &user) {
+                users += 1;
+                devices += record.devices.len() as i64;
+            }
+        }
+    }
+    (users, devices)
+}
+
 /// Fails with the names of the module API functions this server lacks, so the module refuses to
 /// load instead of failing later (every other access in this file relies on this check).
 pub fn check_server_api() -> Result<(), String> {
@@ -327,6 +417,27 @@ pub fn check_server_api() -> Result<(), String> {
             ("ZsetAdd", present!(RedisModule_ZsetAdd)),
             ("ZsetRem", present!(RedisModule_ZsetRem)),
             ("ZsetScore", present!(RedisModule_ZsetScore)),
+            (
+                "ZsetFirstInScoreRange",
+                present!(RedisModule_ZsetFirstInScoreRange),
+            ),
+            (
+                "ZsetRangeCurrentElement",
+                present!(RedisModule_ZsetRangeCurrentElement),
+            ),
+            ("ZsetRangeNext", present!(RedisModule_ZsetRangeNext)),
+            ("ZsetRangeStop", present!(RedisModule_ZsetRangeStop)),
+            ("PublishMessage", present!(RedisModule_PublishMessage)),
+            (
+                "PublishMessageShard",
+                present!(RedisModule_PublishMessageShard),
+            ),
+            (
+                "AvoidReplicaTraffic",
+                present!(RedisModule_AvoidReplicaTraffic),
+            ),
+            ("GetContextFlags", present!(RedisModule_GetContextFlags)),
+            ("CreateTimer", present!(RedisModule_CreateTimer)),
             ("GetAbsExpire", present!(RedisModule_GetAbsExpire)),
             ("SetAbsExpire", present!(RedisModule_SetAbsExpire)),
             ("Replicate", present!(RedisModule_Replicate)),

@@ -1,7 +1,7 @@
 //! PRESENCE.ONLINE, PRESENCE.HEARTBEAT and PRESENCE.OFFLINE: a device connects, stays, leaves.
 
 use super::arguments;
-use crate::{args, config, store};
+use crate::{args, config, stats, store};
 use redis_module::{Context, RedisResult, RedisString, RedisValue};
 
 /// `PRESENCE.ONLINE user device [TTL ms] [META json]`: the number of connected devices afterwards.
@@ -10,11 +10,13 @@ pub fn online(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let cmd = args::online(&argv)?;
     let mut write = store::UserWrite::open(ctx, cmd.user)?;
     let now = store::now();
-    write.record.settle(now);
+    stats::TIMEOUTS.add(write.record.settle(now) as i64);
     let ttl = cmd.ttl.unwrap_or_else(config::timeout);
+    let known = write.record.devices.contains_key(cmd.device);
     let count = write
         .record
         .connect(cmd.device, ttl, cmd.meta, now, config::max_devices())?;
+    stats::CONNECTS.add(i64::from(!known));
     write.commit(ctx, now);
     Ok(RedisValue::Integer(count as i64))
 }
@@ -25,7 +27,7 @@ pub fn heartbeat(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let cmd = args::heartbeat(&argv)?;
     let mut write = store::UserWrite::open(ctx, cmd.user)?;
     let now = store::now();
-    write.record.settle(now);
+    stats::TIMEOUTS.add(write.record.settle(now) as i64);
     let known = write.record.heartbeat(
         cmd.device,
         cmd.ttl,
@@ -33,6 +35,8 @@ pub fn heartbeat(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         now,
         config::max_devices(),
     )?;
+    stats::HEARTBEATS.add(1);
+    stats::CONNECTS.add(i64::from(!known));
     write.commit(ctx, now);
     Ok(RedisValue::Integer(i64::from(known)))
 }
@@ -46,9 +50,11 @@ pub fn offline(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     }
     let mut write = store::UserWrite::open(ctx, user)?;
     let now = store::now();
-    write.record.settle(now);
+    let timed_out = write.record.settle(now);
     match write.record.disconnect(device, now) {
         Some(left) => {
+            stats::TIMEOUTS.add(timed_out as i64);
+            stats::DISCONNECTS.add(1);
             write.commit(ctx, now);
             Ok(RedisValue::Integer(left as i64))
         }

@@ -1,0 +1,129 @@
+//! Announcing events: one JSON payload per event, published on the global channel (`events-channel`)
+//! and with sharded pub/sub on the user's own channel, and appended to `events-stream` when set.
+
+use crate::model::Event;
+use crate::{config, keys, stats};
+use redis_module::{raw, CallOptionsBuilder, CallResult, Context, RedisString};
+use serde::Serialize;
+use std::borrow::Cow;
+use std::ptr;
+
+/// The JSON payload. Ids that are not UTF-8 appear with U+FFFD in place of invalid bytes.
+#[derive(Serialize)]
+struct Payload<'a> {
+    user: Cow<'a, str>,
+    status: &'static str,
+    prev: &'static str,
+    reason: &'static str,
+    device: Cow<'a, str>,
+    devices: usize,
+    last_seen: Option<i64>,
+    ts: i64,
+    seq: u64,
+}
+
+impl<'a> Payload<'a> {
+    fn new(user: &'a [u8], e: &'a Event) -> Self {
+        Payload {
+            user: String::from_utf8_lossy(user),
+            status: e.status.as_str(),
+            prev: e.prev.as_str(),
+            reason: e.reason.as_str(),
+            device: String::from_utf8_lossy(&e.device),
+            devices: e.devices,
+            last_seen: e.last_seen,
+            ts: e.ts,
+            seq: e.seq,
+        }
+    }
+}
+
+/// The payload of `event` as published.
+pub fn json(user: &[u8], event: &Event) -> Vec<u8> {
+    // Serializing plain strings and integers cannot fail.
+    serde_json::to_vec(&Payload::new(user, event)).unwrap_or_default()
+}
+
+/// Publishes the user's events, in order.
+pub fn publish(ctx: &Context, user: &[u8], events: &[Event]) {
+    if events.is_empty() {
+        return;
+    }
+    let global = config::events_channel();
+    let stream = config::events_stream();
+    let global = (!global.is_empty()).then(|| string(global.as_bytes()));
+    let shard = string(&keys::user_channel(user));
+    for event in events {
+        let message = string(&json(user, event));
+        // SAFETY: both functions exist on every supported server (checked at load); the strings
+        // live until the end of the call.
+        unsafe {
+            if let Some(channel) = &global {
+                raw::RedisModule_PublishMessage.unwrap_unchecked()(
+                    ctx.get_raw(),
+                    channel.inner,
+                    message.inner,
+                );
+            }
+            raw::RedisModule_PublishMessageShard.unwrap_unchecked()(
+                ctx.get_raw(),
+                shard.inner,
+                message.inner,
+            );
+        }
+        if !stream.is_empty() {
+            append(ctx, &stream, user, event);
+        }
+        stats::EVENTS_PUBLISHED.add(1);
+    }
+}
+
+/// `XADD stream MAXLEN ~ n * field value ...`, replicated as the server rewrites it (with the
+/// entry's explicit id). A key of another type refuses the entry; the event is still published.
+fn append(ctx: &Context, stream: &str, user: &[u8], e: &Event) {
+    let maxlen = config::events_stream_maxlen().to_string();
+    let devices = e.devices.to_string();
+    let last_seen = e.last_seen.map(|t| t.to_string()).unwrap_or_default();
+    let ts = e.ts.to_string();
+    let seq = e.seq.to_string();
+    let args: [&[u8]; 23] = [
+        stream.as_bytes(),
+        b"MAXLEN",
+        b"~",
+        maxlen.as_bytes(),
+        b"*",
+        b"user",
+        user,
+        b"status",
+        e.status.as_str().as_bytes(),
+        b"prev",
+        e.prev.as_str().as_bytes(),
+        b"reason",
+        e.reason.as_str().as_bytes(),
+        b"device",
+        &e.device,
+        b"devices",
+        devices.as_bytes(),
+        b"last_seen",
+        last_seen.as_bytes(),
+        b"ts",
+        ts.as_bytes(),
+        b"seq",
+        seq.as_bytes(),
+    ];
+    let options = CallOptionsBuilder::new()
+        .replicate()
+        .errors_as_replies()
+        .build();
+    let reply: CallResult = ctx.call_ext("XADD", &options, &args[..]);
+    if let Err(e) = reply {
+        ctx.log_warning(&format!(
+            "presence: events-stream XADD failed: {}",
+            e.to_utf8_string().unwrap_or_default()
+        ));
+    }
+}
+
+fn string(bytes: &[u8]) -> RedisString {
+    RedisString::create_from_slice(ptr::null_mut(), bytes)
+}

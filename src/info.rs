@@ -1,0 +1,27 @@
+//! The `INFO presence` section.
+
+use crate::stats;
+use redis_module::{InfoContext, RedisResult};
+use redis_module_macros::info_command_handler;
+
+#[info_command_handler]
+fn presence_info(ctx: &InfoContext, _for_crash_report: bool) -> RedisResult<()> {
+    let fields: [(&str, &stats::Stat); 10] = [
+        ("users_online", &stats::USERS_ONLINE),
+        ("devices_online", &stats::DEVICES_ONLINE),
+        ("heartbeats", &stats::HEARTBEATS),
+        ("connects", &stats::CONNECTS),
+        ("disconnects", &stats::DISCONNECTS),
+        ("timeouts", &stats::TIMEOUTS),
+        ("events_published", &stats::EVENTS_PUBLISHED),
+        ("sweep_runs", &stats::SWEEP_RUNS),
+        ("sweep_last_us", &stats::SWEEP_LAST_US),
+        ("sweep_lag_ms", &stats::SWEEP_LAG_MS),
+    ];
+    let mut section = ctx.builder().add_section("");
+    for (name, stat) in fields {
+        section = section.field(name, stat.get())?;
+    }
+    section.build_section()?.build_info()?;
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! Reactions to server events: what the sweep and the gauges must redo when the data changed under
+//! them (loading, promotion, flush).
+
+use crate::{stats, store, sweep};
+use redis_module::server_events::{FlushSubevent, LoadingSubevent, ServerRole};
+use redis_module::Context;
+use redis_module_macros::{flush_event_handler, loading_event_handler, role_changed_event_handler};
+
+/// Recounts the gauges and makes the sweep look at every slot again.
+fn resync(ctx: &Context) {
+    sweep::recheck_all();
+    let (users, devices) = store::census(ctx);
+    stats::USERS_ONLINE.set(users);
+    stats::DEVICES_ONLINE.set(devices);
+}
+
+#[loading_event_handler]
+fn on_loading(ctx: &Context, event: LoadingSubevent) {
+    if event == LoadingSubevent::Ended {
+        resync(ctx);
+    }
+}
+
+#[role_changed_event_handler]
+fn on_role_changed(ctx: &Context, role: ServerRole) {
+    // A promoted replica holds keys it never wrote: find their deadlines before sweeping.
+    if role == ServerRole::Primary {
+        resync(ctx);
+    }
+}
+
+#[flush_event_handler]
+fn on_flush(ctx: &Context, event: FlushSubevent) {
+    if event == FlushSubevent::Ended {
+        resync(ctx);
+    }
+}
