@@ -306,7 +306,8 @@ fn bulk_answers_each_user_in_argument_order() {
 
 #[test]
 fn a_device_past_its_deadline_is_gone_for_every_command() {
-    on_each_server(&[], |srv| {
+    // The sweep is slowed down so that the device is still in the keys while reads are checked.
+    on_each_server(&["sweep-interval", "60000"], |srv| {
         let mut con = srv.con();
         let user = unique("late");
         run(&mut con, &["PRESENCE.ONLINE", &user, "old", "TTL", "100"]).unwrap();
@@ -318,6 +319,11 @@ fn a_device_past_its_deadline_is_gone_for_every_command() {
             text(&get(&mut con, &user)["status"]) == "offline"
         }));
         // Nothing has removed it, yet no read shows it, and last_seen/since are its last heartbeat.
+        let key = format!("presence:{{{user}}}");
+        assert_eq!(
+            int(&run(&mut con, &["HEXISTS", &key, "dev:old"]).unwrap()),
+            1
+        );
         let g = get(&mut con, &user);
         assert_eq!(
             (int(&g["devices"]), int(&g["last_seen"]), int(&g["since"])),
@@ -477,7 +483,8 @@ fn the_key_layout_is_plain_redis_data() {
         let (kind, fields, expire) = &snap[&b"presence:{alice}".to_vec()];
         assert_eq!(kind, "hash");
         let names: Vec<&[u8]> = fields.iter().map(|(f, _)| f.as_slice()).collect();
-        assert_eq!(names, [&b"dev:phone"[..], b"meta:phone", b"since"]);
+        assert_eq!(names, [&b"dev:phone"[..], b"meta:phone", b"seq", b"since"]);
+        assert_eq!(fields[2].1, b"1", "one event announced so far");
         let dev = String::from_utf8(fields[0].1.clone()).unwrap();
         let parts: Vec<i64> = dev.split(':').map(|p| p.parse().unwrap()).collect();
         assert_eq!(parts[2], 5000);

@@ -28,6 +28,8 @@ pub struct Server {
     pub dir: PathBuf,
     url: String,
     child: Option<Child>,
+    /// Settings changed on an external server, with the values to put back.
+    restore: Vec<(String, String)>,
 }
 
 fn root() -> PathBuf {
@@ -106,15 +108,25 @@ impl Server {
     /// with CONFIG SET instead.
     pub fn start(kind: Kind, module_args: &[&str], config: &[&str]) -> Server {
         if let Some(url) = external() {
-            let server = Server {
+            let mut server = Server {
                 kind,
                 port: 0,
                 dir: std::env::temp_dir(),
                 url,
                 child: None,
+                restore: Vec::new(),
             };
             let mut con = server.con();
             for pair in module_args.chunks(2) {
+                let name = format!("presence.{}", pair[0]);
+                let old: Vec<String> = redis::cmd("CONFIG")
+                    .arg("GET")
+                    .arg(&name)
+                    .query(&mut con)
+                    .expect("CONFIG GET on REDIS_URL");
+                server
+                    .restore
+                    .push((name, old.get(1).cloned().unwrap_or_default()));
                 let _: () = redis::cmd("CONFIG")
                     .arg("SET")
                     .arg(format!("presence.{}", pair[0]))
@@ -194,6 +206,7 @@ impl Server {
             dir,
             url: format!("redis://127.0.0.1:{port}/"),
             child: Some(child),
+            restore: Vec::new(),
         };
         let up = wait_until(Duration::from_secs(10), || {
             if let Some(Ok(Some(_))) = server.child.as_mut().map(|c| c.try_wait()) {
@@ -250,6 +263,17 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if !self.restore.is_empty() {
+            if let Some(mut con) = self.try_con() {
+                for (name, value) in &self.restore {
+                    let _: redis::RedisResult<()> = redis::cmd("CONFIG")
+                        .arg("SET")
+                        .arg(name)
+                        .arg(value)
+                        .query(&mut con);
+                }
+            }
+        }
         if let Some(child) = self.child.as_mut() {
             let _ = child.kill();
             let _ = child.wait();
@@ -382,6 +406,8 @@ pub fn snapshot(con: &mut Connection) -> Snapshot {
                     .expect("SMEMBERS");
                 members.into_iter().map(|m| (m, Vec::new())).collect()
             }
+            // Removed since KEYS answered (the sweep runs meanwhile).
+            "none" => continue,
             other => panic!("unexpected type {other} of {key:?}"),
         };
         contents.sort();
