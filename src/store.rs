@@ -438,6 +438,11 @@ pub fn check_server_api() -> Result<(), String> {
             ),
             ("GetContextFlags", present!(RedisModule_GetContextFlags)),
             ("CreateTimer", present!(RedisModule_CreateTimer)),
+            ("StopTimer", present!(RedisModule_StopTimer)),
+            (
+                "GetDetachedThreadSafeContext",
+                present!(RedisModule_GetDetachedThreadSafeContext),
+            ),
             ("GetAbsExpire", present!(RedisModule_GetAbsExpire)),
             ("SetAbsExpire", present!(RedisModule_SetAbsExpire)),
             ("Replicate", present!(RedisModule_Replicate)),

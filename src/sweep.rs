@@ -11,8 +11,8 @@
 use crate::keys::SLOTS;
 use crate::model::Millis;
 use crate::{config, stats, store};
-use redis_module::{Context, ContextFlags};
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use redis_module::{raw, Context, ContextFlags};
+use std::sync::atomic::{AtomicI64, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// "Unknown: look at this slot on the next run."
@@ -26,6 +26,11 @@ const BATCH: usize = 128;
 
 static NEXT_DUE: [AtomicI64; SLOTS] = [const { AtomicI64::new(UNKNOWN) }; SLOTS];
 static CURSOR: AtomicUsize = AtomicUsize::new(0);
+/// The armed timer, so that a new `sweep-interval` can replace it at once.
+static TIMER: AtomicU64 = AtomicU64::new(0);
+static TIMER_ARMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// A context of the module's own, for re-arming the timer from a configuration change.
+static MODULE_CTX: AtomicPtr<raw::RedisModuleCtx> = AtomicPtr::new(std::ptr::null_mut());
 
 /// A write gave a user of `slot` a deadline.
 pub fn note_deadline(slot: u16, deadline: Millis) {
@@ -48,17 +53,42 @@ pub fn may_write(ctx: &Context) -> bool {
         && !ctx.avoid_replication_traffic()
 }
 
-/// Starts the timer; it re-arms itself after every run.
+/// Starts the timer at load; it re-arms itself after every run.
 pub fn start(ctx: &Context) {
+    // SAFETY: called once at load with the module's context.
+    let own =
+        unsafe { raw::RedisModule_GetDetachedThreadSafeContext.unwrap_unchecked()(ctx.get_raw()) };
+    MODULE_CTX.store(own, Ordering::Relaxed);
+    arm(ctx);
+}
+
+fn arm(ctx: &Context) {
     let period = Duration::from_millis(config::sweep_interval().max(1) as u64);
-    ctx.create_timer(period, tick, ());
+    TIMER.store(ctx.create_timer(period, tick, ()), Ordering::Relaxed);
+    TIMER_ARMED.store(true, Ordering::Relaxed);
 }
 
 fn tick(ctx: &Context, _: ()) {
+    TIMER_ARMED.store(false, Ordering::Relaxed);
     if may_write(ctx) {
         run(ctx, config::sweep_budget());
     }
-    start(ctx);
+    arm(ctx);
+}
+
+/// `sweep-interval` changed: replace the armed timer so the new period applies now, not after a
+/// possibly long old one. Runs on the main thread, from CONFIG SET.
+pub fn interval_changed() {
+    let own = MODULE_CTX.load(Ordering::Relaxed);
+    if own.is_null() {
+        return; // still loading: `start` arms the timer with the value set
+    }
+    let ctx = Context::new(own);
+    if TIMER_ARMED.swap(false, Ordering::Relaxed) {
+        // The data is a zero-sized `()`; nothing is freed wrongly.
+        let _ = ctx.stop_timer::<()>(TIMER.load(Ordering::Relaxed));
+    }
+    arm(&ctx);
 }
 
 /// One sweep: removes devices past their deadline, at most `budget` (each user visited counts

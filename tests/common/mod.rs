@@ -419,3 +419,93 @@ pub fn snapshot(con: &mut Connection) -> Snapshot {
     }
     out
 }
+
+/// Milliseconds since the epoch by this machine's clock (the servers' clock too).
+pub fn epoch_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A message received by a [`Subscriber`].
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub channel: Vec<u8>,
+    pub payload: serde_json::Value,
+    /// When it arrived, by [`epoch_ms`].
+    pub received: i64,
+}
+
+impl Message {
+    pub fn str(&self, field: &str) -> &str {
+        self.payload[field].as_str().unwrap_or("")
+    }
+
+    pub fn int(&self, field: &str) -> i64 {
+        self.payload[field].as_i64().unwrap_or(-1)
+    }
+}
+
+/// A connection in subscriber mode: SUBSCRIBE (global channel) or SSUBSCRIBE (per-user channels).
+pub struct Subscriber {
+    con: Connection,
+}
+
+impl Subscriber {
+    pub fn new(server: &Server, command: &str, channels: &[&[u8]]) -> Subscriber {
+        let mut con = server.con();
+        let mut cmd = redis::cmd(command);
+        for c in channels {
+            cmd.arg(*c);
+        }
+        con.send_packed_command(&cmd.get_packed_command())
+            .expect("subscribe");
+        for _ in channels {
+            con.recv_response().expect("subscribe confirmation");
+        }
+        Subscriber { con }
+    }
+
+    /// The next message, or None if none arrives within `limit`.
+    pub fn next(&mut self, limit: Duration) -> Option<Message> {
+        self.con
+            .set_read_timeout(Some(limit.max(Duration::from_millis(1))))
+            .ok()?;
+        let reply = self.con.recv_response().ok()?;
+        let received = epoch_ms();
+        let parts = array(&reply);
+        let kind = text(&parts[0]);
+        assert!(kind == "message" || kind == "smessage", "{parts:?}");
+        let payload = serde_json::from_slice(&bytes(&parts[2])).expect("JSON payload");
+        Some(Message {
+            channel: bytes(&parts[1]),
+            payload,
+            received,
+        })
+    }
+
+    /// Collects `count` messages, waiting at most `limit` in all.
+    pub fn take(&mut self, count: usize, limit: Duration) -> Vec<Message> {
+        let deadline = Instant::now() + limit;
+        let mut out = Vec::with_capacity(count);
+        while out.len() < count {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match self.next(left) {
+                Some(m) => out.push(m),
+                None => break,
+            }
+        }
+        out
+    }
+
+    /// Asserts that nothing more arrives within `quiet`.
+    pub fn assert_quiet(&mut self, quiet: Duration) {
+        if let Some(m) = self.next(quiet) {
+            panic!("unexpected message {:?}", m.payload);
+        }
+    }
+}
