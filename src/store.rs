@@ -439,6 +439,7 @@ pub fn check_server_api() -> Result<(), String> {
             ("GetContextFlags", present!(RedisModule_GetContextFlags)),
             ("CreateTimer", present!(RedisModule_CreateTimer)),
             ("StopTimer", present!(RedisModule_StopTimer)),
+            ("GetSelectedDb", present!(RedisModule_GetSelectedDb)),
             (
                 "GetDetachedThreadSafeContext",
                 present!(RedisModule_GetDetachedThreadSafeContext),

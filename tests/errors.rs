@@ -204,3 +204,29 @@ fn largest_valid_values_are_accepted() {
         assert_eq!(text(&d["meta"]), meta);
     });
 }
+
+#[test]
+fn other_databases_are_refused() {
+    on_each_server(&[], |srv| {
+        let mut con = srv.con();
+        run(&mut con, &["SELECT", "1"]).unwrap();
+        for cmd in [
+            &["PRESENCE.ONLINE", "u", "d"][..],
+            &["PRESENCE.GET", "u"],
+            &["PRESENCE.BULK", "u"],
+            &["PRESENCE.SWEEP"],
+        ] {
+            let e = run(&mut con, cmd).unwrap_err();
+            assert_eq!(
+                e,
+                "ERR presence data lives in database 0, this client selected 1 (SELECT 0)"
+            );
+        }
+        assert_eq!(int(&run(&mut con, &["DBSIZE"]).unwrap()), 0);
+        run(&mut con, &["SELECT", "0"]).unwrap();
+        assert_eq!(
+            int(&run(&mut con, &["PRESENCE.ONLINE", &unique("u"), "d"]).unwrap()),
+            1
+        );
+    });
+}

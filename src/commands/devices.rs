@@ -6,7 +6,7 @@ use redis_module::{Context, RedisResult, RedisString, RedisValue};
 
 /// `PRESENCE.ONLINE user device [TTL ms] [META json]`: the number of connected devices afterwards.
 pub fn online(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let argv = arguments(&args, 2)?;
+    let argv = arguments(ctx, &args, 2)?;
     let cmd = args::online(&argv)?;
     let mut write = store::UserWrite::open(ctx, cmd.user)?;
     let now = store::now();
@@ -23,7 +23,7 @@ pub fn online(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 
 /// `PRESENCE.HEARTBEAT user device [TTL ms]`: 1 if the device was connected, 0 if this registered it.
 pub fn heartbeat(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let argv = arguments(&args, 2)?;
+    let argv = arguments(ctx, &args, 2)?;
     let cmd = args::heartbeat(&argv)?;
     let mut write = store::UserWrite::open(ctx, cmd.user)?;
     let now = store::now();
@@ -43,7 +43,7 @@ pub fn heartbeat(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 
 /// `PRESENCE.OFFLINE user device`: the number of devices left; 0 for a device that was not connected.
 pub fn offline(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let argv = arguments(&args, 2)?;
+    let argv = arguments(ctx, &args, 2)?;
     let (user, device, rest) = args::user_and_device(&argv)?;
     if !rest.is_empty() {
         return Err(redis_module::RedisError::WrongArity);

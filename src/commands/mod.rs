@@ -6,7 +6,7 @@ pub mod sweep;
 
 use crate::args::ArgError;
 use crate::model::Refusal;
-use redis_module::{RedisError, RedisString};
+use redis_module::{raw, Context, RedisError, RedisString};
 
 impl From<ArgError> for RedisError {
     fn from(e: ArgError) -> Self {
@@ -24,10 +24,23 @@ impl From<Refusal> for RedisError {
     }
 }
 
-/// The arguments after the command name, as byte slices; WrongArity unless there are at least `min`.
-fn arguments(args: &[RedisString], min: usize) -> Result<Vec<&[u8]>, RedisError> {
+/// The arguments after the command name, as byte slices; WrongArity unless there are at least
+/// `min`. Refuses databases other than 0, the only one the sweep watches (and the only one a
+/// cluster has).
+fn arguments<'a>(
+    ctx: &Context,
+    args: &'a [RedisString],
+    min: usize,
+) -> Result<Vec<&'a [u8]>, RedisError> {
     if args.len() < min + 1 {
         return Err(RedisError::WrongArity);
+    }
+    // SAFETY: the function exists on every supported server (checked at load).
+    let db = unsafe { raw::RedisModule_GetSelectedDb.unwrap_unchecked()(ctx.get_raw()) };
+    if db != 0 {
+        return Err(RedisError::String(format!(
+            "ERR presence data lives in database 0, this client selected {db} (SELECT 0)"
+        )));
     }
     Ok(args[1..].iter().map(RedisString::as_slice).collect())
 }

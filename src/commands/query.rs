@@ -8,7 +8,7 @@ use redis_module::{Context, RedisError, RedisResult, RedisString};
 
 /// `PRESENCE.GET user`: a map of user, status, devices, last_seen, since.
 pub fn get(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let argv = arguments(&args, 1)?;
+    let argv = arguments(ctx, &args, 1)?;
     let [user] = argv[..] else {
         return Err(RedisError::WrongArity);
     };
@@ -26,7 +26,7 @@ pub fn get(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 
 /// `PRESENCE.BULK user [user ...]`: one `[user, status, last_seen, devices]` row per user, in order.
 pub fn bulk(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let argv = arguments(&args, 1)?;
+    let argv = arguments(ctx, &args, 1)?;
     let users = args::bulk_users(&argv, config::max_bulk())?;
     let now = store::now();
     let mut rows = Vec::with_capacity(users.len());
@@ -49,7 +49,7 @@ pub fn bulk(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 
 /// `PRESENCE.DEVICES user`: a map per connected device, oldest connection first.
 pub fn devices(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let argv = arguments(&args, 1)?;
+    let argv = arguments(ctx, &args, 1)?;
     let [user] = argv[..] else {
         return Err(RedisError::WrongArity);
     };

@@ -10,7 +10,7 @@ const MAX_LIMIT: i64 = 100_000_000;
 /// `PRESENCE.SWEEP [LIMIT n]`: removes up to n (default `sweep-budget`) devices past their
 /// deadline, announcing each change; replies with how many it removed.
 pub fn sweep(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let argv = arguments(&args, 0)?;
+    let argv = arguments(ctx, &args, 0)?;
     let mut limit = config::sweep_budget();
     for (_, value) in args::options(&argv, &["LIMIT"])? {
         let n = args::integer("LIMIT", value)?;
