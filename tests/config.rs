@@ -23,6 +23,27 @@ fn defaults_are_as_documented() {
         );
         assert_eq!(config_get(&mut con, "presence.max-devices"), 32);
         assert_eq!(config_get(&mut con, "presence.max-bulk"), 1000);
+        assert_eq!(config_get(&mut con, "presence.sweep-interval"), 100);
+        assert_eq!(config_get(&mut con, "presence.sweep-budget"), 1000);
+        assert_eq!(
+            config_get(&mut con, "presence.events-stream-maxlen"),
+            100_000
+        );
+        let text_setting = |con: &mut redis::Connection, name: &str| {
+            text(&array(&run(con, &["CONFIG", "GET", name]).unwrap())[1])
+        };
+        assert_eq!(
+            text_setting(&mut con, "presence.events-channel"),
+            "presence:events"
+        );
+        assert_eq!(text_setting(&mut con, "presence.events-stream"), "");
+        assert_eq!(text_setting(&mut con, "presence.device-events"), "no");
+        let e = run(
+            &mut con,
+            &["CONFIG", "SET", "presence.device-events", "maybe"],
+        )
+        .unwrap_err();
+        assert!(e.starts_with("ERR"), "{e}");
     });
 }
 
@@ -72,6 +93,12 @@ fn config_set_applies_at_once_and_refuses_out_of_range_values() {
             ("max-bulk", "0"),
             ("max-bulk", "100001"),
             ("timeout", "soon"),
+            ("sweep-interval", "0"),
+            ("sweep-interval", "60001"),
+            ("sweep-budget", "0"),
+            ("sweep-budget", "1000001"),
+            ("events-stream-maxlen", "0"),
+            ("events-stream-maxlen", "1000000001"),
         ] {
             let full = format!("presence.{name}");
             let before = config_get(&mut con, &full);
@@ -90,6 +117,13 @@ fn config_set_applies_at_once_and_refuses_out_of_range_values() {
             ("retention", "34560000000"),
             ("max-devices", "1024"),
             ("max-bulk", "100000"),
+            ("sweep-interval", "1"),
+            ("sweep-interval", "60000"),
+            ("sweep-budget", "1000000"),
+            ("events-stream-maxlen", "1000000000"),
+            ("sweep-interval", "100"),
+            ("sweep-budget", "1000"),
+            ("events-stream-maxlen", "100000"),
         ] {
             let full = format!("presence.{name}");
             run(&mut con, &["CONFIG", "SET", &full, good]).unwrap();
