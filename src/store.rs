@@ -239,8 +239,12 @@ pub fn read_user(ctx: &Context, user: &[u8]) -> Result<Record, RedisError> {
     ))
 }
 
-/// A user's record opened for a write: change `record`, then [`commit`](UserWrite::commit).
+/// A user's record opened for a write at a moment `now`, already settled (devices past their
+/// deadline removed): change `record`, then [`commit`](UserWrite::commit).
 pub struct UserWrite {
+    pub now: Millis,
+    /// Devices the settling removed.
+    pub timed_out: usize,
     user: Vec<u8>,
     name: RedisString,
     key: Key,
@@ -251,8 +255,9 @@ pub struct UserWrite {
 }
 
 impl UserWrite {
-    /// Opens every key a write to `user` may touch and checks their types before anything changes.
-    /// Transitions announce device-level events as the `device-events` setting says.
+    /// Opens every key a write to `user` may touch, checks their types before anything changes,
+    /// and settles the record at the server's current time. Transitions announce device-level
+    /// events as the `device-events` setting says.
     pub fn open(ctx: &Context, user: &[u8]) -> Result<UserWrite, RedisError> {
         let name = string(&keys::user_key(user));
         let key = Key::open(ctx, &name, true);
@@ -263,20 +268,27 @@ impl UserWrite {
         let fields = key.hash_fields();
         let mut before = codec::decode(fields.iter().map(|(f, v)| (f.as_slice(), v.as_slice())));
         before.device_events = config::device_events();
+        let now = now();
+        let mut record = before.clone();
+        let timed_out = record.settle(now);
         Ok(UserWrite {
+            now,
+            timed_out,
             user: user.to_vec(),
             name,
             key,
             due_name,
             due,
-            record: before.clone(),
+            record,
             before,
         })
     }
 
     /// Writes what changed in `record`, keeps the key's expiry and the due index in step,
     /// replicates each effect with explicit values, and publishes the record's events.
-    pub fn commit(self, ctx: &Context, now: Millis) {
+    pub fn commit(self, ctx: &Context) {
+        let now = self.now;
+        stats::TIMEOUTS.add(self.timed_out as i64);
         let name = self.name.as_slice();
         let (before, after) = (self.before.devices.len(), self.record.devices.len());
         stats::DEVICES_ONLINE.add(after as i64 - before as i64);

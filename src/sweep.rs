@@ -140,7 +140,7 @@ fn sweep_slot(ctx: &Context, slot: u16, now: Millis, budget: usize) -> (usize, u
             break;
         }
         for (user, _) in due {
-            let gone = settle_user(ctx, &user, now);
+            let gone = settle_user(ctx, &user);
             spent += gone.max(1);
             removed += gone;
             if spent >= budget {
@@ -157,14 +157,13 @@ fn sweep_slot(ctx: &Context, slot: u16, now: Millis, budget: usize) -> (usize, u
 }
 
 /// Removes a user's devices that are past their deadline, as every write does first.
-fn settle_user(ctx: &Context, user: &[u8], now: Millis) -> usize {
+fn settle_user(ctx: &Context, user: &[u8]) -> usize {
     match store::UserWrite::open(ctx, user) {
-        Ok(mut write) => {
-            let gone = write.record.settle(now);
-            stats::TIMEOUTS.add(gone as i64);
+        Ok(write) => {
+            let gone = write.timed_out;
             // Commit also drops the index entry of a record that is gone or has no device left,
-            // so every user taken from the index leaves it or moves past `now`.
-            write.commit(ctx, now);
+            // so every user taken from the index leaves it or moves past the run's `now`.
+            write.commit(ctx);
             gone
         }
         Err(_) => {

@@ -212,19 +212,8 @@ fn a_promoted_replica_sweeps_what_the_old_master_left() {
     }
     for kind in kinds() {
         let master = Server::start(kind, &[], &[]);
-        let replica = Server::start(
-            kind,
-            &[],
-            &["--replicaof", "127.0.0.1", &master.port.to_string()],
-        );
+        let replica = Server::start_replica_of(&master);
         let mut rcon = replica.con();
-        assert!(wait_until(Duration::from_secs(10), || {
-            let info: String = redis::cmd("INFO")
-                .arg("replication")
-                .query(&mut rcon)
-                .unwrap();
-            info.contains("master_link_status:up")
-        }));
         let mut mcon = master.con();
         let user = unique("failover");
         run(&mut mcon, &["PRESENCE.ONLINE", &user, "d", "TTL", "500"]).unwrap();

@@ -9,15 +9,14 @@ pub fn online(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 2)?;
     let cmd = args::online(&argv)?;
     let mut write = store::UserWrite::open(ctx, cmd.user)?;
-    let now = store::now();
-    stats::TIMEOUTS.add(write.record.settle(now) as i64);
     let ttl = cmd.ttl.unwrap_or_else(config::timeout);
     let known = write.record.devices.contains_key(cmd.device);
-    let count = write
-        .record
-        .connect(cmd.device, ttl, cmd.meta, now, config::max_devices())?;
+    let count =
+        write
+            .record
+            .connect(cmd.device, ttl, cmd.meta, write.now, config::max_devices())?;
     stats::CONNECTS.add(i64::from(!known));
-    write.commit(ctx, now);
+    write.commit(ctx);
     Ok(RedisValue::Integer(count as i64))
 }
 
@@ -26,18 +25,16 @@ pub fn heartbeat(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 2)?;
     let cmd = args::heartbeat(&argv)?;
     let mut write = store::UserWrite::open(ctx, cmd.user)?;
-    let now = store::now();
-    stats::TIMEOUTS.add(write.record.settle(now) as i64);
     let known = write.record.heartbeat(
         cmd.device,
         cmd.ttl,
         config::timeout(),
-        now,
+        write.now,
         config::max_devices(),
     )?;
     stats::HEARTBEATS.add(1);
     stats::CONNECTS.add(i64::from(!known));
-    write.commit(ctx, now);
+    write.commit(ctx);
     Ok(RedisValue::Integer(i64::from(known)))
 }
 
@@ -49,13 +46,10 @@ pub fn offline(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         return Err(redis_module::RedisError::WrongArity);
     }
     let mut write = store::UserWrite::open(ctx, user)?;
-    let now = store::now();
-    let timed_out = write.record.settle(now);
-    match write.record.disconnect(device, now) {
+    match write.record.disconnect(device, write.now) {
         Some(left) => {
-            stats::TIMEOUTS.add(timed_out as i64);
             stats::DISCONNECTS.add(1);
-            write.commit(ctx, now);
+            write.commit(ctx);
             Ok(RedisValue::Integer(left as i64))
         }
         // Unknown or already timed out: nothing to change (reads already treat it as gone).

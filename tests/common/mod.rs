@@ -228,6 +228,21 @@ impl Server {
         Ok(server)
     }
 
+    /// Starts a replica of `master` and waits until its replication link is up.
+    pub fn start_replica_of(master: &Server) -> Server {
+        let port = master.port.to_string();
+        let replica = Server::start(master.kind, &[], &["--replicaof", "127.0.0.1", &port]);
+        let mut con = replica.con();
+        let linked = wait_until(Duration::from_secs(10), || {
+            redis::cmd("INFO")
+                .arg("replication")
+                .query::<String>(&mut con)
+                .is_ok_and(|info| info.contains("master_link_status:up"))
+        });
+        assert!(linked, "{:?}: the replica never linked", master.kind);
+        replica
+    }
+
     pub fn is_external(&self) -> bool {
         self.child.is_none()
     }
