@@ -1,16 +1,19 @@
-//! How a [`Record`] is laid out as the fields of the user's hash.
+//! How a [`Record`] is laid out: the fields of the user's hash, and each device's deadline in the
+//! slot's due index.
 //!
 //! | field          | value                                       |
 //! |----------------|---------------------------------------------|
 //! | `since`        | ms when the current status began            |
 //! | `last_seen`    | ms of the latest departure                  |
 //! | `seq`          | number of the latest event announced        |
-//! | `dev:<id>`     | `<connected_at>:<last_heartbeat>:<ttl>`     |
+//! | `dev:<id>`     | `<connected_at>:<ttl>`                      |
 //! | `meta:<id>`    | the device's META JSON text (when given)    |
 //!
-//! Values are decimal text so the hash stays readable with `HGETALL` and small enough for the compact
-//! listpack encoding. Decoding ignores fields it does not know or cannot read, so a hash edited by hand
-//! never makes a command fail.
+//! A device's deadline lives only in the due index, and its last heartbeat is the deadline minus
+//! its TTL, so a heartbeat rewrites one index entry and nothing else. Values are decimal text so the
+//! hash stays readable with `HGETALL` and small enough for the compact listpack encoding. Decoding
+//! ignores fields it does not know or cannot read (and devices without a deadline), so a hash
+//! edited by hand never makes a command fail.
 
 use crate::model::{Device, Millis, Record};
 use std::collections::BTreeMap;
@@ -35,28 +38,32 @@ fn parse_millis(value: &[u8]) -> Option<Millis> {
     std::str::from_utf8(value).ok()?.parse().ok()
 }
 
-fn format_device(d: &Device) -> Vec<u8> {
-    format!("{}:{}:{}", d.connected_at, d.last_heartbeat, d.ttl).into_bytes()
+/// The value of a device's `dev:` field.
+pub fn device_value(connected_at: Millis, ttl: Millis) -> Vec<u8> {
+    format!("{connected_at}:{ttl}").into_bytes()
 }
 
-fn parse_device(value: &[u8]) -> Option<Device> {
+/// `(connected_at, ttl)` from a device's `dev:` field.
+pub fn parse_device_value(value: &[u8]) -> Option<(Millis, Millis)> {
     let mut parts = value.split(|&b| b == b':').map(parse_millis);
     let connected_at = parts.next()??;
-    let last_heartbeat = parts.next()??;
     let ttl = parts.next()??;
     if parts.next().is_some() || ttl <= 0 {
         return None;
     }
-    Some(Device {
-        connected_at,
-        last_heartbeat,
-        ttl,
-        meta: None,
-    })
+    Some((connected_at, ttl))
 }
 
-/// Builds a record from the hash's fields.
-pub fn decode<'a>(fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Record {
+/// The name of a device's field.
+pub fn device_field(id: &[u8]) -> Vec<u8> {
+    prefixed(DEVICE_PREFIX, id)
+}
+
+/// Builds a record from the hash's fields and each device's deadline (`None`: not in the index).
+pub fn decode<'a>(
+    fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    mut deadline: impl FnMut(&[u8]) -> Option<Millis>,
+) -> Record {
     let mut record = Record::default();
     let mut metas: Vec<(&[u8], &[u8])> = Vec::new();
     for (field, value) in fields {
@@ -69,7 +76,15 @@ pub fn decode<'a>(fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Rec
                 .and_then(|n| u64::try_from(n).ok())
                 .unwrap_or(0);
         } else if let Some(id) = field.strip_prefix(DEVICE_PREFIX) {
-            if let Some(device) = parse_device(value) {
+            if let (Some((connected_at, ttl)), Some(deadline)) =
+                (parse_device_value(value), deadline(id))
+            {
+                let device = Device {
+                    connected_at,
+                    last_heartbeat: deadline.saturating_sub(ttl),
+                    ttl,
+                    meta: None,
+                };
                 record.devices.insert(id.to_vec(), device);
             }
         } else if let Some(id) = field.strip_prefix(META_PREFIX) {
@@ -97,7 +112,10 @@ pub fn encode(record: &Record) -> Fields {
         fields.insert(SEQ.to_vec(), record.seq.to_string().into_bytes());
     }
     for (id, device) in &record.devices {
-        fields.insert(prefixed(DEVICE_PREFIX, id), format_device(device));
+        fields.insert(
+            device_field(id),
+            device_value(device.connected_at, device.ttl),
+        );
         if let Some(meta) = &device.meta {
             fields.insert(prefixed(META_PREFIX, id), meta.clone().into_bytes());
         }
@@ -105,20 +123,36 @@ pub fn encode(record: &Record) -> Fields {
     fields
 }
 
-/// What turns the fields of `before` into those of `after`.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct FieldChanges {
-    pub set: Vec<(Vec<u8>, Vec<u8>)>,
-    pub delete: Vec<Vec<u8>>,
+/// Each device's deadline: its score in the due index.
+pub fn deadlines(record: &Record) -> BTreeMap<&[u8], Millis> {
+    record
+        .devices
+        .iter()
+        .map(|(id, d)| (id.as_slice(), d.deadline()))
+        .collect()
 }
 
-impl FieldChanges {
+/// What turns the stored form of `before` into that of `after`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Hash fields to set and to delete.
+    pub set: Vec<(Vec<u8>, Vec<u8>)>,
+    pub delete: Vec<Vec<u8>>,
+    /// Devices whose deadline is new or moved, and devices gone from the index.
+    pub due_set: Vec<(Vec<u8>, Millis)>,
+    pub due_delete: Vec<Vec<u8>>,
+}
+
+impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.set.is_empty() && self.delete.is_empty()
+        self.set.is_empty()
+            && self.delete.is_empty()
+            && self.due_set.is_empty()
+            && self.due_delete.is_empty()
     }
 }
 
-pub fn changes(before: &Record, after: &Record) -> FieldChanges {
+pub fn changes(before: &Record, after: &Record) -> Changes {
     let old = encode(before);
     let mut new = encode(after);
     let delete = old
@@ -127,9 +161,20 @@ pub fn changes(before: &Record, after: &Record) -> FieldChanges {
         .cloned()
         .collect();
     new.retain(|field, value| old.get(field) != Some(value));
-    FieldChanges {
+    let (old_due, new_due) = (deadlines(before), deadlines(after));
+    Changes {
         set: new.into_iter().collect(),
         delete,
+        due_set: new_due
+            .iter()
+            .filter(|(id, deadline)| old_due.get(*id) != Some(*deadline))
+            .map(|(id, deadline)| (id.to_vec(), *deadline))
+            .collect(),
+        due_delete: old_due
+            .keys()
+            .filter(|id| !new_due.contains_key(*id))
+            .map(|id| id.to_vec())
+            .collect(),
     }
 }
 
@@ -154,20 +199,26 @@ mod tests {
             .collect()
     }
 
+    fn round_trip(r: &Record) -> Record {
+        let due = deadlines(r);
+        decode(as_slices(&encode(r)), |id| due.get(id).copied())
+    }
+
     #[test]
     fn records_round_trip() {
-        let r = sample();
-        assert_eq!(decode(as_slices(&encode(&r))), r);
-        assert_eq!(
-            decode(as_slices(&encode(&Record::default()))),
-            Record::default()
-        );
+        let mut r = sample();
+        r.heartbeat(b"phone", Some(700), 1000, 450, 8).unwrap();
+        r.events.clear();
+        assert_eq!(round_trip(&r), r);
+        assert_eq!(round_trip(&Record::default()), Record::default());
     }
 
     #[test]
     fn the_layout_is_readable() {
-        let fields = encode(&sample());
-        assert_eq!(fields[&b"dev:phone".to_vec()], b"100:100:1000");
+        let r = sample();
+        let fields = encode(&r);
+        assert_eq!(fields[&b"dev:phone".to_vec()], b"100:1000");
+        assert_eq!(deadlines(&r)[b"phone".as_slice()], 1100);
         assert_eq!(fields[&b"meta:phone".to_vec()], b"{\"os\":\"ios\"}");
         assert_eq!(fields[&b"since".to_vec()], b"100");
         assert_eq!(fields[&b"last_seen".to_vec()], b"50");
@@ -177,17 +228,19 @@ mod tests {
     fn unreadable_and_unknown_fields_are_ignored() {
         let fields: Vec<(&[u8], &[u8])> = vec![
             (b"since", b"soon"),
-            (b"dev:x", b"1:2"),
-            (b"dev:y", b"1:2:3:4"),
-            (b"dev:z", b"1:2:-5"),
+            (b"dev:x", b"1"),
+            (b"dev:y", b"1:2:3"),
+            (b"dev:z", b"1:-5"),
+            (b"dev:unindexed", b"1:2"),
             (b"meta:orphan", b"{}"),
             (b"other", b"1"),
-            (b"dev:ok", b"1:2:3"),
+            (b"dev:ok", b"1:3"),
         ];
-        let r = decode(fields);
+        let r = decode(fields, |id| (id != b"unindexed").then_some(10));
         assert_eq!(r.since, None);
         assert_eq!(r.devices.len(), 1);
-        assert!(r.devices.contains_key(b"ok".as_slice()));
+        let ok = &r.devices[b"ok".as_slice()];
+        assert_eq!((ok.connected_at, ok.last_heartbeat, ok.ttl), (1, 7, 3));
     }
 
     #[test]
@@ -196,11 +249,9 @@ mod tests {
         let mut after = before.clone();
         after.heartbeat(b"phone", None, 1000, 300, 8).unwrap();
         let c = changes(&before, &after);
-        assert_eq!(
-            c.set,
-            vec![(b"dev:phone".to_vec(), b"100:300:1000".to_vec())]
-        );
-        assert!(c.delete.is_empty());
+        // A heartbeat moves the deadline and nothing else.
+        assert!(c.set.is_empty() && c.delete.is_empty() && c.due_delete.is_empty());
+        assert_eq!(c.due_set, vec![(b"phone".to_vec(), 1300)]);
 
         let mut gone = after.clone();
         gone.disconnect(b"phone", 400);
@@ -210,6 +261,8 @@ mod tests {
             vec![b"dev:phone".to_vec(), b"meta:phone".to_vec()]
         );
         assert_eq!(c.set, vec![(b"last_seen".to_vec(), b"400".to_vec())]);
+        assert_eq!(c.due_delete, vec![b"phone".to_vec()]);
+        assert!(c.due_set.is_empty());
         let mut last = gone.clone();
         last.disconnect(b"a:b\0\xff", 500);
         let c = changes(&gone, &last);

@@ -9,7 +9,8 @@
 //! - a user id without braces: `presence:{<user>}`, so the user's own id is the hash tag;
 //! - any other user id: `presence:{<tag>}<user>`, where `<tag>` is the shortest string of the slot
 //!   table that hashes to the user's slot (see [`slot_tag`]);
-//! - the per-slot index of users by their earliest device deadline: `presence:due:{<tag>}`.
+//! - the per-slot index of connected devices by deadline: `presence:due:{<tag>}`, whose members
+//!   name a user and a device (see [`due_member`]).
 //!
 //! The two user forms cannot collide: the first contains exactly one `{` and one `}`, the second at
 //! least three braces.
@@ -114,7 +115,31 @@ pub fn user_channel(user: &[u8]) -> Vec<u8> {
     user_key(user)
 }
 
-/// The sorted set of the slot's users, scored by their earliest device deadline.
+/// A device's member in the due index: `<length of user>:<user>:<device>`. The length makes it
+/// unambiguous for any bytes, and the text stays readable in `ZRANGE`.
+pub fn due_member(user: &[u8], device: &[u8]) -> Vec<u8> {
+    let len = user.len().to_string();
+    let mut member = Vec::with_capacity(len.len() + user.len() + device.len() + 2);
+    member.extend_from_slice(len.as_bytes());
+    member.push(b':');
+    member.extend_from_slice(user);
+    member.push(b':');
+    member.extend_from_slice(device);
+    member
+}
+
+/// The user and device a due-index member names, if it is well formed.
+pub fn parse_due_member(member: &[u8]) -> Option<(&[u8], &[u8])> {
+    let colon = member.iter().position(|&b| b == b':')?;
+    let len: usize = std::str::from_utf8(&member[..colon]).ok()?.parse().ok()?;
+    let rest = &member[colon + 1..];
+    if rest.len() < len + 1 || rest[len] != b':' {
+        return None;
+    }
+    Some((&rest[..len], &rest[len + 1..]))
+}
+
+/// The sorted set of the slot's connected devices, scored by their deadline.
 pub fn due_key(slot: u16) -> Vec<u8> {
     let tag = slot_tag(slot);
     let mut key = Vec::with_capacity(DUE_PREFIX.len() + tag.len() + 2);
@@ -189,6 +214,32 @@ mod tests {
         keys.sort();
         keys.dedup();
         assert_eq!(keys.len(), users.len());
+    }
+
+    #[test]
+    fn due_members_round_trip_any_bytes() {
+        assert_eq!(due_member(b"alice", b"phone"), b"5:alice:phone");
+        for (user, device) in [
+            (&b"alice"[..], &b"phone"[..]),
+            (b"a:b", b":c:"),
+            (b"1:x", b"2"),
+            (b"\0\xff", b"\r\n"),
+        ] {
+            assert_eq!(
+                parse_due_member(&due_member(user, device)),
+                Some((user, device))
+            );
+        }
+        for bad in [
+            &b""[..],
+            b"alice",
+            b"x:alice:p",
+            b"9:alice:p",
+            b"5:alicephone",
+            b"-1::",
+        ] {
+            assert_eq!(parse_due_member(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

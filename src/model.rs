@@ -122,6 +122,11 @@ pub enum Refusal {
 }
 
 impl Record {
+    /// Whether there is nothing to store.
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty() && self.last_seen.is_none() && self.since.is_none() && self.seq == 0
+    }
+
     /// Devices connected at `now`, in id order.
     pub fn live_devices(&self, now: Millis) -> impl Iterator<Item = (&Vec<u8>, &Device)> {
         self.devices.iter().filter(move |(_, d)| d.is_live(now))
@@ -293,20 +298,13 @@ impl Record {
         });
     }
 
-    /// The earliest deadline of the registered devices: the record's score in the slot's due index.
-    pub fn next_deadline(&self) -> Option<Millis> {
-        self.devices.values().map(Device::deadline).min()
-    }
-
-    /// When the whole record may disappear: `retention` after the user is (or will at the latest
-    /// be) offline.
+    /// When the whole record may disappear: `retention` after the user went offline. `None`
+    /// while devices are connected (the record is kept) or when there is nothing to keep.
     pub fn expires_at(&self, retention: Millis) -> Option<Millis> {
-        self.devices
-            .values()
-            .map(Device::deadline)
-            .max()
-            .or(self.last_seen)
-            .map(|t| t.saturating_add(retention))
+        if !self.devices.is_empty() {
+            return None;
+        }
+        self.last_seen.map(|t| t.saturating_add(retention))
     }
 }
 
@@ -598,17 +596,14 @@ mod tests {
     }
 
     #[test]
-    fn deadlines_and_expiry_follow_the_devices() {
+    fn the_record_expires_only_while_offline() {
         let mut r = Record::default();
-        assert_eq!(r.next_deadline(), None);
         assert_eq!(r.expires_at(10), None);
         r.connect(b"a", 1000, None, 100, MAX).unwrap();
         r.connect(b"b", 5000, None, 200, MAX).unwrap();
-        assert_eq!(r.next_deadline(), Some(1100));
-        assert_eq!(r.expires_at(10), Some(5210));
+        assert_eq!(r.expires_at(10), None);
         r.disconnect(b"a", 300);
         r.disconnect(b"b", 400);
-        assert_eq!(r.next_deadline(), None);
         assert_eq!(r.expires_at(10), Some(410));
     }
 
@@ -623,6 +618,7 @@ mod tests {
         assert_eq!(d.deadline(), Millis::MAX);
         let mut r = Record::default();
         r.devices.insert(b"d".to_vec(), d);
+        r.settle(Millis::MAX);
         assert_eq!(r.expires_at(Millis::MAX), Some(Millis::MAX));
     }
 }

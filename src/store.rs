@@ -2,7 +2,7 @@
 //! low-level key API, with every write replicated as explicit effects (absolute timestamps, no
 //! clock reads on replicas) and announced as keyspace events.
 
-use crate::codec::{self, FieldChanges};
+use crate::codec::{self, Changes};
 use crate::model::{Millis, Record};
 use crate::{config, events, keys, stats, sweep};
 use redis_module::{raw, Context, NotifyEvent, RedisError, RedisString};
@@ -92,6 +92,31 @@ impl Key {
             raw::RedisModule_ScanCursorDestroy.unwrap_unchecked()(cursor);
         }
         out
+    }
+
+    /// One field of a hash key.
+    fn hash_get(&self, field: &[u8]) -> Option<Vec<u8>> {
+        if self.kind() != raw::KeyType::Hash {
+            return None;
+        }
+        let field = string(field);
+        let mut value: *mut raw::RedisModuleString = ptr::null_mut();
+        // SAFETY: an open hash key; the variadic list ends with NULL; the value string returned
+        // is owned by the RedisString that frees it.
+        unsafe {
+            raw::RedisModule_HashGet.unwrap_unchecked()(
+                self.ptr,
+                raw::REDISMODULE_HASH_NONE as c_int,
+                field.inner,
+                &mut value as *mut *mut raw::RedisModuleString,
+                ptr::null_mut::<raw::RedisModuleString>(),
+            );
+        }
+        if value.is_null() {
+            return None;
+        }
+        let value = RedisString::from_redis_module_string(ptr::null_mut(), value);
+        Some(value.as_slice().to_vec())
     }
 
     fn hash_set(&self, field: &[u8], value: &[u8]) {
@@ -212,6 +237,21 @@ impl Key {
         }
     }
 
+    /// Removes the key's TTL; whether it had one.
+    fn persist(&self) -> bool {
+        if self.expire_at().is_none() {
+            return false;
+        }
+        // SAFETY: an open writable key that exists.
+        unsafe {
+            raw::RedisModule_SetExpire.unwrap_unchecked()(
+                self.ptr,
+                raw::REDISMODULE_NO_EXPIRE as i64,
+            );
+        }
+        true
+    }
+
     fn delete(&self) {
         // SAFETY: an open writable key.
         unsafe {
@@ -229,14 +269,89 @@ impl Drop for Key {
     }
 }
 
+/// The keys of one user: the record's hash and the slot's due index.
+struct UserKeys {
+    name: RedisString,
+    key: Key,
+    due_name: RedisString,
+    due: Key,
+}
+
+impl UserKeys {
+    /// Opens both keys and checks their types before anything else happens.
+    fn open(ctx: &Context, user: &[u8], write: bool) -> Result<UserKeys, RedisError> {
+        let name = string(&keys::user_key(user));
+        let key = Key::open(ctx, &name, write);
+        key.check_type(raw::KeyType::Hash)?;
+        let due_name = string(&keys::due_key(keys::slot(user)));
+        let due = Key::open(ctx, &due_name, write);
+        due.check_type(raw::KeyType::ZSet)?;
+        Ok(UserKeys {
+            name,
+            key,
+            due_name,
+            due,
+        })
+    }
+
+    /// The user's record: the hash's fields, with each device's deadline from the index.
+    fn record(&self, user: &[u8]) -> Record {
+        let fields = self.key.hash_fields();
+        codec::decode(
+            fields.iter().map(|(f, v)| (f.as_slice(), v.as_slice())),
+            |device| {
+                self.due
+                    .zset_score(&keys::due_member(user, device))
+                    .map(|score| score as Millis)
+            },
+        )
+    }
+}
+
 /// A user's record as stored now, for reads.
 pub fn read_user(ctx: &Context, user: &[u8]) -> Result<Record, RedisError> {
-    let key = Key::open(ctx, &string(&keys::user_key(user)), false);
-    key.check_type(raw::KeyType::Hash)?;
-    let fields = key.hash_fields();
-    Ok(codec::decode(
-        fields.iter().map(|(f, v)| (f.as_slice(), v.as_slice())),
-    ))
+    Ok(UserKeys::open(ctx, user, false)?.record(user))
+}
+
+/// The hot path of HEARTBEAT: a connected device keeping its TTL only moves its deadline, one
+/// index entry and one replicated `ZADD`. Devices of the user that expired meanwhile are left to
+/// the sweep (reads already ignore them). Returns false, having changed nothing, when the device
+/// is not connected or gets a new TTL: the general path handles those.
+pub fn heartbeat_connected(
+    ctx: &Context,
+    user: &[u8],
+    device: &[u8],
+    new_ttl: Option<Millis>,
+) -> Result<bool, RedisError> {
+    let keys = UserKeys::open(ctx, user, true)?;
+    let now = now();
+    let Some((_, ttl)) = keys
+        .key
+        .hash_get(&codec::device_field(device))
+        .and_then(|value| codec::parse_device_value(&value))
+    else {
+        return Ok(false);
+    };
+    if new_ttl.is_some_and(|t| t != ttl) {
+        return Ok(false);
+    }
+    let member = keys::due_member(user, device);
+    match keys.due.zset_score(&member) {
+        Some(deadline) if (deadline as Millis) > now => {}
+        _ => return Ok(false),
+    }
+    let deadline = now.saturating_add(ttl);
+    keys.due.zset_add(deadline as f64, &member);
+    ctx.replicate(
+        "ZADD",
+        &[
+            keys.due_name.as_slice(),
+            deadline.to_string().as_bytes(),
+            &member,
+        ],
+    );
+    ctx.notify_keyspace_event(NotifyEvent::ZSET, "zadd", &keys.due_name);
+    Ok(true)
 }
 
 /// A user's record opened for a write at a moment `now`, already settled (devices past their
@@ -246,10 +361,7 @@ pub struct UserWrite {
     /// Devices the settling removed.
     pub timed_out: usize,
     user: Vec<u8>,
-    name: RedisString,
-    key: Key,
-    due_name: RedisString,
-    due: Key,
+    keys: UserKeys,
     before: Record,
     pub record: Record,
 }
@@ -259,14 +371,8 @@ impl UserWrite {
     /// and settles the record at the server's current time. Transitions announce device-level
     /// events as the `device-events` setting says.
     pub fn open(ctx: &Context, user: &[u8]) -> Result<UserWrite, RedisError> {
-        let name = string(&keys::user_key(user));
-        let key = Key::open(ctx, &name, true);
-        key.check_type(raw::KeyType::Hash)?;
-        let due_name = string(&keys::due_key(keys::slot(user)));
-        let due = Key::open(ctx, &due_name, true);
-        due.check_type(raw::KeyType::ZSet)?;
-        let fields = key.hash_fields();
-        let mut before = codec::decode(fields.iter().map(|(f, v)| (f.as_slice(), v.as_slice())));
+        let keys = UserKeys::open(ctx, user, true)?;
+        let mut before = keys.record(user);
         before.device_events = config::device_events();
         let now = now();
         let mut record = before.clone();
@@ -275,132 +381,180 @@ impl UserWrite {
             now,
             timed_out,
             user: user.to_vec(),
-            name,
-            key,
-            due_name,
-            due,
+            keys,
             record,
             before,
         })
     }
 
-    /// Writes what changed in `record`, keeps the key's expiry and the due index in step,
+    /// Writes what changed in `record` (hash fields, index entries, the record's expiry),
     /// replicates each effect with explicit values, and publishes the record's events.
     pub fn commit(self, ctx: &Context) {
-        let now = self.now;
         stats::TIMEOUTS.add(self.timed_out as i64);
-        let name = self.name.as_slice();
         let (before, after) = (self.before.devices.len(), self.record.devices.len());
         stats::DEVICES_ONLINE.add(after as i64 - before as i64);
         stats::USERS_ONLINE.add(i64::from(after > 0) - i64::from(before > 0));
         let changes = codec::changes(&self.before, &self.record);
         self.write_fields(ctx, &changes);
-
-        match self.record.expires_at(config::retention()) {
-            Some(at) if at > now => {
-                if self.key.expire_at() != Some(at) {
-                    self.key.set_expire_at(at);
-                    ctx.replicate("PEXPIREAT", &[name, at.to_string().as_bytes()]);
-                    ctx.notify_keyspace_event(NotifyEvent::GENERIC, "expire", &self.name);
-                }
-            }
-            // Nothing left to keep, or retention already ran out.
-            _ => {
-                if self.key.kind() != raw::KeyType::Empty {
-                    self.key.delete();
-                    ctx.replicate("DEL", &[name]);
-                    ctx.notify_keyspace_event(NotifyEvent::GENERIC, "del", &self.name);
-                }
-            }
-        }
-
-        let due_name = self.due_name.as_slice();
-        let current = self.due.zset_score(&self.user);
-        match self.record.next_deadline() {
-            Some(deadline) if current != Some(deadline as f64) => {
-                self.due.zset_add(deadline as f64, &self.user);
-                sweep::note_deadline(keys::slot(&self.user), deadline);
-                ctx.replicate(
-                    "ZADD",
-                    &[due_name, deadline.to_string().as_bytes(), &self.user],
-                );
-                ctx.notify_keyspace_event(NotifyEvent::ZSET, "zadd", &self.due_name);
-            }
-            None if current.is_some() => {
-                self.due.zset_rem(&self.user);
-                ctx.replicate("ZREM", &[due_name, &self.user]);
-                ctx.notify_keyspace_event(NotifyEvent::ZSET, "zrem", &self.due_name);
-            }
-            _ => {}
-        }
+        self.write_due(ctx, &changes);
+        self.write_expiry(ctx);
         events::publish(ctx, &self.user, &self.record.events);
     }
 
-    fn write_fields(&self, ctx: &Context, changes: &FieldChanges) {
-        let name = self.name.as_slice();
+    fn write_fields(&self, ctx: &Context, changes: &Changes) {
+        let (key, name) = (&self.keys.key, &self.keys.name);
         if !changes.set.is_empty() {
             let mut argv: Vec<&[u8]> = Vec::with_capacity(1 + 2 * changes.set.len());
-            argv.push(name);
+            argv.push(name.as_slice());
             for (field, value) in &changes.set {
-                self.key.hash_set(field, value);
+                key.hash_set(field, value);
                 argv.push(field);
                 argv.push(value);
             }
             ctx.replicate("HSET", argv.as_slice());
-            ctx.notify_keyspace_event(NotifyEvent::HASH, "hset", &self.name);
+            ctx.notify_keyspace_event(NotifyEvent::HASH, "hset", name);
         }
         if !changes.delete.is_empty() {
             let mut argv: Vec<&[u8]> = Vec::with_capacity(1 + changes.delete.len());
-            argv.push(name);
+            argv.push(name.as_slice());
             for field in &changes.delete {
-                self.key.hash_del(field);
+                key.hash_del(field);
                 argv.push(field);
             }
             ctx.replicate("HDEL", argv.as_slice());
-            ctx.notify_keyspace_event(NotifyEvent::HASH, "hdel", &self.name);
+            ctx.notify_keyspace_event(NotifyEvent::HASH, "hdel", name);
+        }
+    }
+
+    fn write_due(&self, ctx: &Context, changes: &Changes) {
+        let (due, name) = (&self.keys.due, &self.keys.due_name);
+        if !changes.due_set.is_empty() {
+            let entries: Vec<(Vec<u8>, Vec<u8>)> = changes
+                .due_set
+                .iter()
+                .map(|(device, deadline)| {
+                    (
+                        deadline.to_string().into_bytes(),
+                        keys::due_member(&self.user, device),
+                    )
+                })
+                .collect();
+            let mut argv: Vec<&[u8]> = Vec::with_capacity(1 + 2 * entries.len());
+            argv.push(name.as_slice());
+            for ((score, member), (_, deadline)) in entries.iter().zip(&changes.due_set) {
+                due.zset_add(*deadline as f64, member);
+                sweep::note_deadline(keys::slot(&self.user), *deadline);
+                argv.push(score);
+                argv.push(member);
+            }
+            ctx.replicate("ZADD", argv.as_slice());
+            ctx.notify_keyspace_event(NotifyEvent::ZSET, "zadd", name);
+        }
+        if !changes.due_delete.is_empty() {
+            let members: Vec<Vec<u8>> = changes
+                .due_delete
+                .iter()
+                .map(|device| keys::due_member(&self.user, device))
+                .collect();
+            let mut argv: Vec<&[u8]> = Vec::with_capacity(1 + members.len());
+            argv.push(name.as_slice());
+            for member in &members {
+                due.zset_rem(member);
+                argv.push(member);
+            }
+            ctx.replicate("ZREM", argv.as_slice());
+            ctx.notify_keyspace_event(NotifyEvent::ZSET, "zrem", name);
+        }
+    }
+
+    /// The record lives without TTL while devices are connected, and for `retention` after the
+    /// user went offline. What the stored TTL should be follows from the record before the write,
+    /// so nothing is read to keep it in step.
+    fn write_expiry(&self, ctx: &Context) {
+        let retention = config::retention();
+        let (was, will) = (
+            self.before.expires_at(retention),
+            self.record.expires_at(retention),
+        );
+        let (key, name) = (&self.keys.key, &self.keys.name);
+        if self.record.is_empty() || will.is_some_and(|at| at <= self.now) {
+            // Nothing left to keep, or retention already ran out.
+            if key.kind() != raw::KeyType::Empty {
+                key.delete();
+                ctx.replicate("DEL", &[name.as_slice()]);
+                ctx.notify_keyspace_event(NotifyEvent::GENERIC, "del", name);
+            }
+            return;
+        }
+        if was == will && !self.before.is_empty() {
+            return;
+        }
+        match will {
+            Some(at) => {
+                key.set_expire_at(at);
+                ctx.replicate("PEXPIREAT", &[name.as_slice(), at.to_string().as_bytes()]);
+                ctx.notify_keyspace_event(NotifyEvent::GENERIC, "expire", name);
+            }
+            None => {
+                if key.persist() {
+                    ctx.replicate("PERSIST", &[name.as_slice()]);
+                    ctx.notify_keyspace_event(NotifyEvent::GENERIC, "persist", name);
+                }
+            }
         }
     }
 }
 
-/// Up to `limit` users of the slot's due index whose earliest deadline is at or before `until`,
-/// earliest first.
-pub fn due_users(ctx: &Context, slot: u16, until: Millis, limit: usize) -> Vec<(Vec<u8>, Millis)> {
+/// Up to `limit` entries (member, deadline) of the slot's due index whose deadline is at or before
+/// `until`, earliest first.
+pub fn due_entries(
+    ctx: &Context,
+    slot: u16,
+    until: Millis,
+    limit: usize,
+) -> Vec<(Vec<u8>, Millis)> {
     let key = Key::open(ctx, &string(&keys::due_key(slot)), false);
     key.zset_range(ctx, until as f64, limit)
         .into_iter()
-        .map(|(user, score)| (user, score as Millis))
+        .map(|(member, score)| (member, score as Millis))
         .collect()
 }
 
 /// The earliest deadline in the slot's due index, if it has any entry.
 pub fn next_due(ctx: &Context, slot: u16) -> Option<Millis> {
-    due_users(ctx, slot, Millis::MAX, 1)
+    due_entries(ctx, slot, Millis::MAX, 1)
         .first()
         .map(|(_, deadline)| *deadline)
 }
 
-/// Removes a user's entry from the slot's due index, for an entry whose record cannot be read
-/// (its key was overwritten by hand with another type).
-pub fn drop_due(ctx: &Context, user: &[u8]) {
-    let name = string(&keys::due_key(keys::slot(user)));
+/// Removes an entry of the slot's due index if it is still due at `now`: one that no record
+/// explains (a malformed member, or one whose user's hash was deleted or overwritten by hand).
+pub fn drop_due_entry_if_due(ctx: &Context, slot: u16, member: &[u8], now: Millis) {
+    let name = string(&keys::due_key(slot));
     let key = Key::open(ctx, &name, true);
-    if key.zset_score(user).is_some() {
-        key.zset_rem(user);
-        ctx.replicate("ZREM", &[name.as_slice(), user]);
+    if key
+        .zset_score(member)
+        .is_some_and(|score| score as Millis <= now)
+    {
+        key.zset_rem(member);
+        ctx.replicate("ZREM", &[name.as_slice(), member]);
         ctx.notify_keyspace_event(NotifyEvent::ZSET, "zrem", &name);
     }
 }
 
-/// Counts the users with registered devices and their devices, from the keys.
+/// Counts the users with registered devices and their devices, from the due indexes.
 pub fn census(ctx: &Context) -> (i64, i64) {
     let (mut users, mut devices) = (0i64, 0i64);
     for slot in 0..keys::SLOTS as u16 {
-        for (user, _) in due_users(ctx, slot, Millis::MAX, usize::MAX) {
-            if let Ok(record) = read_user(ctx, &user) {
-                users += 1;
-                devices += record.devices.len() as i64;
-            }
-        }
+        let entries = due_entries(ctx, slot, Millis::MAX, usize::MAX);
+        let mut seen: Vec<&[u8]> = entries
+            .iter()
+            .filter_map(|(member, _)| keys::parse_due_member(member).map(|(user, _)| user))
+            .collect();
+        devices += seen.len() as i64;
+        seen.sort_unstable();
+        seen.dedup();
+        users += seen.len() as i64;
     }
     (users, devices)
 }
@@ -452,6 +606,8 @@ pub fn check_server_api() -> Result<(), String> {
             ("CreateTimer", present!(RedisModule_CreateTimer)),
             ("StopTimer", present!(RedisModule_StopTimer)),
             ("GetSelectedDb", present!(RedisModule_GetSelectedDb)),
+            ("HashGet", present!(RedisModule_HashGet)),
+            ("SetExpire", present!(RedisModule_SetExpire)),
             (
                 "GetDetachedThreadSafeContext",
                 present!(RedisModule_GetDetachedThreadSafeContext),

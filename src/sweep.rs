@@ -10,7 +10,7 @@
 
 use crate::keys::SLOTS;
 use crate::model::Millis;
-use crate::{config, stats, store};
+use crate::{config, keys, stats, store};
 use redis_module::{raw, Context, ContextFlags};
 use std::sync::atomic::{AtomicI64, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -131,16 +131,22 @@ pub fn run(ctx: &Context, budget: usize) -> usize {
     removed
 }
 
-/// Settles the due users of one slot. Returns (work spent, devices removed).
+/// Settles the users of one slot's due devices. Returns (work spent, devices removed).
 fn sweep_slot(ctx: &Context, slot: u16, now: Millis, budget: usize) -> (usize, usize) {
     let (mut spent, mut removed) = (0, 0);
     loop {
-        let due = store::due_users(ctx, slot, now, BATCH.min(budget - spent));
+        let due = store::due_entries(ctx, slot, now, BATCH.min(budget - spent));
         if due.is_empty() {
             break;
         }
-        for (user, _) in due {
-            let gone = settle_user(ctx, &user);
+        for (member, _) in due {
+            let gone = match keys::parse_due_member(&member) {
+                Some((user, _)) => settle_user(ctx, user),
+                None => 0,
+            };
+            // Settling removes every due entry of the user; one it cannot explain goes too, so
+            // the loop always moves on.
+            store::drop_due_entry_if_due(ctx, slot, &member, now);
             spent += gone.max(1);
             removed += gone;
             if spent >= budget {
@@ -161,14 +167,9 @@ fn settle_user(ctx: &Context, user: &[u8]) -> usize {
     match store::UserWrite::open(ctx, user) {
         Ok(write) => {
             let gone = write.timed_out;
-            // Commit also drops the index entry of a record that is gone or has no device left,
-            // so every user taken from the index leaves it or moves past the run's `now`.
             write.commit(ctx);
             gone
         }
-        Err(_) => {
-            store::drop_due(ctx, user);
-            0
-        }
+        Err(_) => 0,
     }
 }

@@ -485,11 +485,13 @@ fn the_key_layout_is_plain_redis_data() {
         let names: Vec<&[u8]> = fields.iter().map(|(f, _)| f.as_slice()).collect();
         assert_eq!(names, [&b"dev:phone"[..], b"meta:phone", b"seq", b"since"]);
         assert_eq!(fields[2].1, b"1", "one event announced so far");
+        // dev:<device> is <connected_at>:<ttl>; the deadline lives in the slot's due index.
         let dev = String::from_utf8(fields[0].1.clone()).unwrap();
         let parts: Vec<i64> = dev.split(':').map(|p| p.parse().unwrap()).collect();
-        assert_eq!(parts[2], 5000);
-        // The record outlives the device by the retention (30 days by default).
-        assert_eq!(*expire, parts[1] + 5000 + 30 * 24 * 3600 * 1000);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[1], 5000);
+        // No TTL while a device is connected.
+        assert_eq!(*expire, -1);
         let due = snap
             .iter()
             .find(|(k, _)| k.starts_with(b"presence:due:{"))
@@ -498,11 +500,15 @@ fn the_key_layout_is_plain_redis_data() {
         assert_eq!(
             due.1 .1,
             vec![(
-                b"alice".to_vec(),
-                (parts[1] + 5000).to_string().into_bytes()
+                b"5:alice:phone".to_vec(),
+                (parts[0] + 5000).to_string().into_bytes()
             )]
         );
         assert_eq!(due.1 .2, -1);
+        let devices = array(&run(&mut con, &["PRESENCE.DEVICES", "alice"]).unwrap());
+        let d = map(&devices[0]);
+        assert_eq!(int(&d["connected_at"]), parts[0]);
+        assert_eq!(int(&d["expires_at"]), parts[0] + 5000);
         // The last device leaving clears the index and keeps the record for the retention.
         run(&mut con, &["PRESENCE.OFFLINE", "alice", "phone"]).unwrap();
         let snap = snapshot(&mut con);
@@ -576,7 +582,8 @@ fn wrong_types_are_refused_and_change_nothing() {
         let e = run(&mut con, &["PRESENCE.HEARTBEAT", "trent", "d"]).unwrap_err();
         assert!(e.starts_with("WRONGTYPE"), "{e}");
         assert_eq!(snapshot(&mut con), before);
-        // Reads do not use the index.
-        assert_eq!(text(&get(&mut con, "trent")["status"]), "online");
+        // Reads use the index too.
+        let e = run(&mut con, &["PRESENCE.GET", "trent"]).unwrap_err();
+        assert!(e.starts_with("WRONGTYPE"), "{e}");
     });
 }

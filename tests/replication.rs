@@ -28,6 +28,10 @@ fn workload(con: &mut redis::Connection) {
         if i % 3 == 0 {
             run(con, &["PRESENCE.HEARTBEAT", &user, "phone", "TTL", "30000"]).unwrap();
         }
+        if i % 7 == 0 {
+            // The hot path: a connected device keeping its TTL.
+            run(con, &["PRESENCE.HEARTBEAT", &user, "phone"]).unwrap();
+        }
         if i % 5 == 0 {
             run(con, &["PRESENCE.OFFLINE", &user, "phone"]).unwrap();
         }

@@ -24,6 +24,10 @@ pub fn online(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 pub fn heartbeat(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 2)?;
     let cmd = args::heartbeat(&argv)?;
+    stats::HEARTBEATS.add(1);
+    if store::heartbeat_connected(ctx, cmd.user, cmd.device, cmd.ttl)? {
+        return Ok(RedisValue::Integer(1));
+    }
     let mut write = store::UserWrite::open(ctx, cmd.user)?;
     let known = write.record.heartbeat(
         cmd.device,
@@ -32,7 +36,6 @@ pub fn heartbeat(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         write.now,
         config::max_devices(),
     )?;
-    stats::HEARTBEATS.add(1);
     stats::CONNECTS.add(i64::from(!known));
     write.commit(ctx);
     Ok(RedisValue::Integer(i64::from(known)))
