@@ -16,6 +16,11 @@ pub fn now() -> Millis {
     unsafe { raw::RedisModule_Milliseconds.map_or(0, |f| f()) }
 }
 
+/// A number as decimal text, as replicated in commands.
+fn itoa(n: Millis) -> String {
+    n.to_string()
+}
+
 fn string(bytes: &[u8]) -> RedisString {
     RedisString::create_from_slice(ptr::null_mut(), bytes)
 }
@@ -95,7 +100,7 @@ impl Key {
     }
 
     /// One field of a hash key.
-    fn hash_get(&self, field: &[u8]) -> Option<Vec<u8>> {
+    fn hash_get(&self, field: &[u8]) -> Option<RedisString> {
         if self.kind() != raw::KeyType::Hash {
             return None;
         }
@@ -115,8 +120,10 @@ impl Key {
         if value.is_null() {
             return None;
         }
-        let value = RedisString::from_redis_module_string(ptr::null_mut(), value);
-        Some(value.as_slice().to_vec())
+        Some(RedisString::from_redis_module_string(
+            ptr::null_mut(),
+            value,
+        ))
     }
 
     fn hash_set(&self, field: &[u8], value: &[u8]) {
@@ -147,11 +154,10 @@ impl Key {
         }
     }
 
-    fn zset_score(&self, member: &[u8]) -> Option<f64> {
+    fn zset_score(&self, member: &RedisString) -> Option<f64> {
         if self.kind() != raw::KeyType::ZSet {
             return None;
         }
-        let member = string(member);
         let mut score = 0f64;
         // SAFETY: an open sorted-set key.
         let status = unsafe {
@@ -160,8 +166,7 @@ impl Key {
         (status == raw::REDISMODULE_OK as c_int).then_some(score)
     }
 
-    fn zset_add(&self, score: f64, member: &[u8]) {
-        let member = string(member);
+    fn zset_add(&self, score: f64, member: &RedisString) {
         // SAFETY: an open writable key, empty or a sorted set.
         unsafe {
             raw::RedisModule_ZsetAdd.unwrap_unchecked()(
@@ -173,8 +178,7 @@ impl Key {
         }
     }
 
-    fn zset_rem(&self, member: &[u8]) {
-        let member = string(member);
+    fn zset_rem(&self, member: &RedisString) {
         let mut deleted: c_int = 0;
         // SAFETY: an open writable sorted-set key.
         unsafe {
@@ -279,12 +283,17 @@ struct UserKeys {
 
 impl UserKeys {
     /// Opens both keys and checks their types before anything else happens.
-    fn open(ctx: &Context, user: &[u8], write: bool) -> Result<UserKeys, RedisError> {
+    fn open(
+        ctx: &Context,
+        user: &[u8],
+        write_record: bool,
+        write_due: bool,
+    ) -> Result<UserKeys, RedisError> {
         let name = string(&keys::user_key(user));
-        let key = Key::open(ctx, &name, write);
+        let key = Key::open(ctx, &name, write_record);
         key.check_type(raw::KeyType::Hash)?;
         let due_name = string(&keys::due_key(keys::slot(user)));
-        let due = Key::open(ctx, &due_name, write);
+        let due = Key::open(ctx, &due_name, write_due);
         due.check_type(raw::KeyType::ZSet)?;
         Ok(UserKeys {
             name,
@@ -301,7 +310,7 @@ impl UserKeys {
             fields.iter().map(|(f, v)| (f.as_slice(), v.as_slice())),
             |device| {
                 self.due
-                    .zset_score(&keys::due_member(user, device))
+                    .zset_score(&string(&keys::due_member(user, device)))
                     .map(|score| score as Millis)
             },
         )
@@ -310,7 +319,7 @@ impl UserKeys {
 
 /// A user's record as stored now, for reads.
 pub fn read_user(ctx: &Context, user: &[u8]) -> Result<Record, RedisError> {
-    Ok(UserKeys::open(ctx, user, false)?.record(user))
+    Ok(UserKeys::open(ctx, user, false, false)?.record(user))
 }
 
 /// The hot path of HEARTBEAT: a connected device keeping its TTL only moves its deadline, one
@@ -323,33 +332,27 @@ pub fn heartbeat_connected(
     device: &[u8],
     new_ttl: Option<Millis>,
 ) -> Result<bool, RedisError> {
-    let keys = UserKeys::open(ctx, user, true)?;
+    let keys = UserKeys::open(ctx, user, false, true)?;
     let now = now();
     let Some((_, ttl)) = keys
         .key
         .hash_get(&codec::device_field(device))
-        .and_then(|value| codec::parse_device_value(&value))
+        .and_then(|value| codec::parse_device_value(value.as_slice()))
     else {
         return Ok(false);
     };
     if new_ttl.is_some_and(|t| t != ttl) {
         return Ok(false);
     }
-    let member = keys::due_member(user, device);
+    let member = string(&keys::due_member(user, device));
     match keys.due.zset_score(&member) {
         Some(deadline) if (deadline as Millis) > now => {}
         _ => return Ok(false),
     }
     let deadline = now.saturating_add(ttl);
     keys.due.zset_add(deadline as f64, &member);
-    ctx.replicate(
-        "ZADD",
-        &[
-            keys.due_name.as_slice(),
-            deadline.to_string().as_bytes(),
-            &member,
-        ],
-    );
+    let score = string(itoa(deadline).as_bytes());
+    ctx.replicate("ZADD", &[&keys.due_name, &score, &member]);
     ctx.notify_keyspace_event(NotifyEvent::ZSET, "zadd", &keys.due_name);
     Ok(true)
 }
@@ -371,7 +374,7 @@ impl UserWrite {
     /// and settles the record at the server's current time. Transitions announce device-level
     /// events as the `device-events` setting says.
     pub fn open(ctx: &Context, user: &[u8]) -> Result<UserWrite, RedisError> {
-        let keys = UserKeys::open(ctx, user, true)?;
+        let keys = UserKeys::open(ctx, user, true, true)?;
         let mut before = keys.record(user);
         before.device_events = config::device_events();
         let now = now();
@@ -429,21 +432,19 @@ impl UserWrite {
     fn write_due(&self, ctx: &Context, changes: &Changes) {
         let (due, name) = (&self.keys.due, &self.keys.due_name);
         if !changes.due_set.is_empty() {
-            let entries: Vec<(Vec<u8>, Vec<u8>)> = changes
+            let entries: Vec<(RedisString, RedisString)> = changes
                 .due_set
                 .iter()
                 .map(|(device, deadline)| {
-                    (
-                        deadline.to_string().into_bytes(),
-                        keys::due_member(&self.user, device),
-                    )
+                    let member = string(&keys::due_member(&self.user, device));
+                    due.zset_add(*deadline as f64, &member);
+                    sweep::note_deadline(keys::slot(&self.user), *deadline);
+                    (string(itoa(*deadline).as_bytes()), member)
                 })
                 .collect();
-            let mut argv: Vec<&[u8]> = Vec::with_capacity(1 + 2 * entries.len());
-            argv.push(name.as_slice());
-            for ((score, member), (_, deadline)) in entries.iter().zip(&changes.due_set) {
-                due.zset_add(*deadline as f64, member);
-                sweep::note_deadline(keys::slot(&self.user), *deadline);
+            let mut argv: Vec<&RedisString> = Vec::with_capacity(1 + 2 * entries.len());
+            argv.push(name);
+            for (score, member) in &entries {
                 argv.push(score);
                 argv.push(member);
             }
@@ -451,13 +452,13 @@ impl UserWrite {
             ctx.notify_keyspace_event(NotifyEvent::ZSET, "zadd", name);
         }
         if !changes.due_delete.is_empty() {
-            let members: Vec<Vec<u8>> = changes
+            let members: Vec<RedisString> = changes
                 .due_delete
                 .iter()
-                .map(|device| keys::due_member(&self.user, device))
+                .map(|device| string(&keys::due_member(&self.user, device)))
                 .collect();
-            let mut argv: Vec<&[u8]> = Vec::with_capacity(1 + members.len());
-            argv.push(name.as_slice());
+            let mut argv: Vec<&RedisString> = Vec::with_capacity(1 + members.len());
+            argv.push(name);
             for member in &members {
                 due.zset_rem(member);
                 argv.push(member);
@@ -532,12 +533,13 @@ pub fn next_due(ctx: &Context, slot: u16) -> Option<Millis> {
 pub fn drop_due_entry_if_due(ctx: &Context, slot: u16, member: &[u8], now: Millis) {
     let name = string(&keys::due_key(slot));
     let key = Key::open(ctx, &name, true);
+    let member = string(member);
     if key
-        .zset_score(member)
+        .zset_score(&member)
         .is_some_and(|score| score as Millis <= now)
     {
-        key.zset_rem(member);
-        ctx.replicate("ZREM", &[name.as_slice(), member]);
+        key.zset_rem(&member);
+        ctx.replicate("ZREM", &[&name, &member]);
         ctx.notify_keyspace_event(NotifyEvent::ZSET, "zrem", &name);
     }
 }
