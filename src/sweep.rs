@@ -1,7 +1,7 @@
 //! The sweep: a timer that removes devices whose deadline passed and announces it.
 //!
-//! Due devices are found through the per-slot due indexes (users scored by their earliest device
-//! deadline), never by scanning users. To skip the slots with nothing due without opening 16384
+//! Due devices are found through the per-slot due indexes (devices scored by their deadline),
+//! never by scanning users. To skip the slots with nothing due without opening 16384
 //! keys per run, the module keeps in memory, per slot, a deadline at or before the slot's earliest
 //! one: writes lower it, the sweep sets it to the index's true first score after visiting the slot.
 //! The memory copy is only a hint: after loading, on promotion and after a flush every slot is
