@@ -17,3 +17,6 @@ cargo build --locked
 
 echo "== unit and integration tests"
 cargo test --locked -- --test-threads=4
+
+echo "== benchmark smoke run (tiny sizes, no thresholds: keeps scripts/bench.sh working)"
+bash scripts/bench.sh --smoke

@@ -1,0 +1,346 @@
+#!/usr/bin/env python3
+"""The presence benchmark: the native module against its Lua-scripted peer and plain SET/HSET,
+measured side by side on one server in one run. scripts/bench.sh builds the module and calls this.
+
+Throughput comes from redis-benchmark (50 clients, pipelines of 1 and 16); loading, memory, mass
+expiry and idle cost are driven here over plain sockets (a minimal RESP client, no dependencies).
+"""
+
+import argparse
+import csv
+import io
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DAY = 24 * 3600 * 1000
+RETENTION = 30 * DAY
+LONG_TTL = 3600 * 1000  # devices that must not expire during the run
+
+
+# --- a minimal RESP2 client -------------------------------------------------------------------
+
+def encode(*args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+class Conn:
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+
+    def _fill(self):
+        chunk = self.sock.recv(1 << 20)
+        if not chunk:
+            raise ConnectionError("server closed the connection")
+        self.buf += chunk
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def read(self):
+        line = self._line()
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            return RuntimeError(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            while len(self.buf) < n + 2:
+                self._fill()
+            data, self.buf = self.buf[:n], self.buf[n + 2:]
+            return data
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self.read() for _ in range(n)]
+        raise ValueError("bad reply %r" % line)
+
+    def call(self, *args):
+        self.sock.sendall(encode(*args))
+        reply = self.read()
+        if isinstance(reply, RuntimeError):
+            raise reply
+        return reply
+
+    def pipeline(self, commands, batch=5000):
+        """Sends encoded commands in batches; returns the number of error replies."""
+        errors = 0
+        pending = []
+        for c in commands:
+            pending.append(c)
+            if len(pending) == batch:
+                errors += self._flush(pending)
+                pending = []
+        if pending:
+            errors += self._flush(pending)
+        return errors
+
+    def _flush(self, pending):
+        self.sock.sendall(b"".join(pending))
+        return sum(isinstance(self.read(), RuntimeError) for _ in pending)
+
+
+def info(conn, section):
+    text = conn.call("INFO", section).decode()
+    out = {}
+    for line in text.splitlines():
+        if ":" in line and not line.startswith("#"):
+            k, v = line.split(":", 1)
+            out[k] = v
+    return out
+
+
+def used_memory(conn):
+    return int(info(conn, "memory")["used_memory"])
+
+
+# --- the server -------------------------------------------------------------------------------
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, module, redis_server="redis-server"):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="presence-bench-")
+        self.proc = subprocess.Popen(
+            [redis_server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir, "--logfile", os.path.join(self.dir, "log"),
+             "--loadmodule", module],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while True:
+            try:
+                self.conn = Conn(self.port)
+                self.conn.call("PING")
+                break
+            except OSError:
+                if time.time() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("the server did not start; see %s/log" % self.dir)
+                time.sleep(0.05)
+        self.version = info(self.conn, "server")["redis_version"]
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+# --- measurements -----------------------------------------------------------------------------
+
+def benchmark(port, args, requests, pipeline, keyspace):
+    """One redis-benchmark run; returns (requests per second, p50 ms, p99 ms)."""
+    cmd = ["redis-benchmark", "-p", str(port), "-c", "50", "-n", str(requests), "-P", str(pipeline),
+           "-r", str(keyspace), "--csv"] + [str(a) for a in args]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rows = list(csv.reader(io.StringIO(out)))
+    header, row = rows[0], rows[-1]
+    values = dict(zip(header, row))
+    return float(values["rps"]), float(values["p50_latency_ms"]), float(values["p99_latency_ms"])
+
+
+def script_sha(conn, name):
+    return conn.call("SCRIPT", "LOAD", (HERE / name).read_text()).decode()
+
+
+def load_native(conn, prefix, first, count, device="d1", ttl=LONG_TTL):
+    return conn.pipeline(encode("PRESENCE.ONLINE", "%s%012d" % (prefix, i), device, "TTL", ttl)
+                         for i in range(first, first + count))
+
+
+def load_lua(conn, sha, prefix, first, count, device="d1", ttl=LONG_TTL):
+    return conn.pipeline(encode("EVALSHA", sha, 0, "%s%012d" % (prefix, i), device, ttl, RETENTION)
+                         for i in range(first, first + count))
+
+
+def throughput(server, sizes, shas):
+    """Every operation, native and scripted, at pipelines 1 and 16; returns rows for the table."""
+    port, users = server.port, sizes["users"]
+    n = sizes["requests"]
+    rows = {}
+    bulk_users = ["user:__rand_int__"] * 100
+    ops = [
+        ("SET", ["SET", "key:__rand_int__", "v"], users, 1),
+        ("HSET", ["HSET", "hkey:__rand_int__", "f", "v"], users, 1),
+        ("HEARTBEAT native", ["PRESENCE.HEARTBEAT", "user:__rand_int__", "d1"], users, 1),
+        ("HEARTBEAT Lua", ["EVALSHA", shas["heartbeat"], 0, "user:__rand_int__", "d1", LONG_TTL,
+                           RETENTION], users, 1),
+        ("ONLINE new device native", ["PRESENCE.ONLINE", "new:__rand_int__", "d1"], 100_000_000, 1),
+        ("ONLINE new device Lua", ["EVALSHA", shas["online"], 0, "new:__rand_int__", "d1", 60000,
+                                   RETENTION], 100_000_000, 1),
+        ("GET native", ["PRESENCE.GET", "user:__rand_int__"], users, 1),
+        ("GET Lua", ["EVALSHA", shas["get"], 0, "user:__rand_int__"], users, 1),
+        ("BULK 100 native", ["PRESENCE.BULK"] + bulk_users, users, 100),
+        ("BULK 100 Lua", ["EVALSHA", shas["bulk"], 0] + bulk_users, users, 100),
+        ("HGETALL (per user)", ["HGETALL", "presence:{user:__rand_int__}"], users, 1),
+    ]
+    for pipeline in (1, 16):
+        for name, args, keyspace, users_per_call in ops:
+            requests = n if users_per_call == 1 else max(n // 20, 100)
+            p = pipeline
+            if name.startswith("HGETALL"):
+                p = 100 if pipeline == 16 else 1  # the scripted BULK alternative: 100 pipelined
+            rps, p50, p99 = benchmark(port, args, requests, p, keyspace)
+            rows[(name, pipeline)] = (rps * users_per_call, p50, p99)
+    return rows
+
+
+def mass_expiry(server, sizes):
+    """`expiring` devices pass their deadline together among `users` online; returns the time
+    until the last offline event arrived, and the worst PING round trip meanwhile."""
+    conn, count = server.conn, sizes["expiring"]
+    conn.call("CONFIG", "SET", "presence.sweep-interval", 60000)
+    load_native(conn, "gone:", 0, count, ttl=1000)
+    last = "gone:%012d" % (count - 1)
+    while conn.call("PRESENCE.GET", last)[3] != b"offline":
+        time.sleep(0.05)
+    sub = Conn(server.port)
+    sub.sock.sendall(encode("SUBSCRIBE", "presence:events"))
+    sub.read()
+    worst = [0.0]
+    stop = threading.Event()
+
+    def pinger():
+        ping = Conn(server.port)
+        while not stop.is_set():
+            t = time.perf_counter()
+            ping.call("PING")
+            worst[0] = max(worst[0], time.perf_counter() - t)
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=pinger)
+    thread.start()
+    time.sleep(0.05)
+    start = time.perf_counter()
+    conn.call("CONFIG", "SET", "presence.sweep-interval", 100)
+    received = 0
+    while received < count:
+        message = sub.read()
+        if message[0] == b"message" and b'"status":"offline"' in message[2]:
+            received += 1
+    took = time.perf_counter() - start
+    stop.set()
+    thread.join()
+    return took, worst[0]
+
+
+def idle_cpu(server, seconds):
+    conn = server.conn
+    before = info(conn, "cpu")
+    time.sleep(seconds)
+    after = info(conn, "cpu")
+    used = sum(float(after[k]) - float(before[k]) for k in ("used_cpu_sys", "used_cpu_user"))
+    return 100.0 * used / seconds
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--module", required=True)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs")
+    args = parser.parse_args()
+    if args.smoke:
+        sizes = dict(users=10_000, requests=2_000, memory_users=10_000, extra=1_000,
+                     expiring=1_000, idle=1)
+    else:
+        sizes = dict(users=100_000, requests=400_000, memory_users=1_000_000, extra=100_000,
+                     expiring=100_000, idle=10)
+
+    print("presence benchmark, %s, %d cores, %s" % (
+        time.strftime("%Y-%m-%d"), os.cpu_count(), "smoke run" if args.smoke else "full run"))
+
+    # Throughput: native and scripted layouts side by side on one server.
+    server = Server(args.module)
+    print("server: Redis %s" % server.version)
+    shas = {name: script_sha(server.conn, name + ".lua") for name in ("online", "heartbeat", "get", "bulk")}
+    t = time.perf_counter()
+    errors = load_native(server.conn, "user:", 0, sizes["users"])
+    errors += load_lua(server.conn, shas["online"], "user:", 0, sizes["users"])
+    assert errors == 0, "loading failed"
+    print("loaded %d users both ways in %.1f s" % (sizes["users"], time.perf_counter() - t))
+    rows = throughput(server, sizes, shas)
+    server.stop()
+
+    print()
+    print("| operation | pipeline | ops/s (users/s for BULK) | p50 ms | p99 ms |")
+    print("|---|---|---|---|---|")
+    for (name, pipeline), (rps, p50, p99) in rows.items():
+        p = 100 if name.startswith("HGETALL") and pipeline == 16 else pipeline
+        print("| %s | %d | %.0f | %.3f | %.3f |" % (name, p, rps, p50, p99))
+    print()
+    print("| ratio | pipeline 1 | pipeline 16 |")
+    print("|---|---|---|")
+
+    def ratio(a, b):
+        return " | ".join("%.2f" % (rows[(a, p)][0] / rows[(b, p)][0]) for p in (1, 16))
+
+    print("| HEARTBEAT native / Lua | %s |" % ratio("HEARTBEAT native", "HEARTBEAT Lua"))
+    print("| HEARTBEAT native / SET | %s |" % ratio("HEARTBEAT native", "SET"))
+    print("| ONLINE native / Lua | %s |" % ratio("ONLINE new device native", "ONLINE new device Lua"))
+    print("| GET native / Lua | %s |" % ratio("GET native", "GET Lua"))
+    print("| BULK native / Lua | %s |" % ratio("BULK 100 native", "BULK 100 Lua"))
+    print("| BULK native / pipelined HGETALL (1 and 100 deep) | %s |" % ratio("BULK 100 native", "HGETALL (per user)"))
+    hb, st = rows[("HEARTBEAT native", 1)], rows[("SET", 1)]
+    print("| unpipelined p99 HEARTBEAT / SET | %.2f (%.3f / %.3f ms) | |" % (hb[2] / st[2], hb[2], st[2]))
+
+    # Memory: a fresh server per layout.
+    print()
+    server = Server(args.module)
+    base = used_memory(server.conn)
+    n = sizes["memory_users"]
+    load_native(server.conn, "user:", 0, n)
+    one = used_memory(server.conn)
+    load_native(server.conn, "user:", 0, sizes["extra"], device="d2")
+    two = used_memory(server.conn)
+    native_user = (one - base) / n
+    native_device = (two - one) / sizes["extra"]
+
+    # Mass expiry and idle cost, with the million users online.
+    took, worst_ping = mass_expiry(server, sizes)
+    idle = idle_cpu(server, sizes["idle"])
+    server.stop()
+
+    server = Server(args.module)
+    sha = script_sha(server.conn, "online.lua")
+    base = used_memory(server.conn)
+    load_lua(server.conn, sha, "user:", 0, n)
+    one = used_memory(server.conn)
+    load_lua(server.conn, sha, "user:", 0, sizes["extra"], device="d2")
+    two = used_memory(server.conn)
+    server.stop()
+    lua_user, lua_device = (one - base) / n, (two - one) / sizes["extra"]
+
+    print("| memory at %d users | native | Lua |" % n)
+    print("|---|---|---|")
+    print("| bytes per online user, one device, no META | %.0f | %.0f |" % (native_user, lua_user))
+    print("| bytes per extra device | %.0f | %.0f |" % (native_device, lua_device))
+    print()
+    print("| mass expiry and idle cost, %d users online | |" % n)
+    print("|---|---|")
+    print("| %d devices expiring together: last offline event after | %.0f ms |" % (sizes["expiring"], took * 1000))
+    print("| worst PING round trip meanwhile | %.2f ms |" % (worst_ping * 1000))
+    print("| idle server CPU over %d s, nothing expiring | %.2f %% of a core |" % (sizes["idle"], idle))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The benchmark: builds the release module, starts its own servers on free loopback ports, and
+# prints one table of the native commands next to their Lua-scripted peers (bench/*.lua) and plain
+# SET/HSET, plus memory per user, mass expiry and idle cost. Installs what it needs first.
+#   scripts/bench.sh           full run (a few minutes)
+#   scripts/bench.sh --smoke   tiny sizes, seconds: checks that the script works (CI runs it)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/deps.sh >/dev/null
+cargo build --locked --release --quiet
+exec python3 bench/bench.py --module "$PWD/target/release/libpresence.so" "$@"
