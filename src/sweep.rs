@@ -23,6 +23,11 @@ const NOTHING: Millis = Millis::MAX;
 const REFRESH_PER_RUN: usize = 64;
 /// Users taken from one slot's index per read.
 const BATCH: usize = 128;
+/// Longest a timer run may take, whatever its budget: a backlog is worked off in runs this short,
+/// one right after the other with the event loop serving clients in between.
+const RUN_TIME_CAP: Duration = Duration::from_millis(1);
+/// Pause between runs while a backlog remains.
+const BACKLOG_PAUSE: Duration = Duration::from_millis(1);
 
 static NEXT_DUE: [AtomicI64; SLOTS] = [const { AtomicI64::new(UNKNOWN) }; SLOTS];
 static CURSOR: AtomicUsize = AtomicUsize::new(0);
@@ -63,7 +68,13 @@ pub fn start(ctx: &Context) {
 }
 
 fn arm(ctx: &Context) {
-    let period = Duration::from_millis(config::sweep_interval().max(1) as u64);
+    arm_in(
+        ctx,
+        Duration::from_millis(config::sweep_interval().max(1) as u64),
+    );
+}
+
+fn arm_in(ctx: &Context, period: Duration) {
     TIMER.store(ctx.create_timer(period, tick, ()), Ordering::Relaxed);
     TIMER_ARMED.store(true, Ordering::Relaxed);
 }
@@ -71,7 +82,10 @@ fn arm(ctx: &Context) {
 fn tick(ctx: &Context, _: ()) {
     TIMER_ARMED.store(false, Ordering::Relaxed);
     if may_write(ctx) {
-        run(ctx, config::sweep_budget());
+        let outcome = run(ctx, config::sweep_budget(), Some(RUN_TIME_CAP));
+        if outcome.backlog {
+            return arm_in(ctx, BACKLOG_PAUSE);
+        }
     }
     arm(ctx);
 }
@@ -91,10 +105,34 @@ pub fn interval_changed() {
     arm(&ctx);
 }
 
-/// One sweep: removes devices past their deadline, at most `budget` (each user visited counts
-/// at least one). Returns the number of devices removed.
-pub fn run(ctx: &Context, budget: usize) -> usize {
+/// What a run did.
+pub struct Outcome {
+    pub removed: usize,
+    /// It stopped at its budget or time cap with devices still due.
+    pub backlog: bool,
+}
+
+/// How much one run may do: `budget` devices (each user visited counts at least one) and, for the
+/// timer, a time cap.
+struct Limits {
+    budget: usize,
+    until: Option<Instant>,
+}
+
+impl Limits {
+    fn reached(&self, spent: usize) -> bool {
+        spent >= self.budget || self.until.is_some_and(|until| Instant::now() >= until)
+    }
+}
+
+/// One sweep: removes devices past their deadline and announces the changes, within `budget`
+/// devices and, when given, `time_cap`.
+pub fn run(ctx: &Context, budget: usize, time_cap: Option<Duration>) -> Outcome {
     let started = Instant::now();
+    let limits = Limits {
+        budget,
+        until: time_cap.map(|cap| started + cap),
+    };
     let now = store::now();
     let first = CURSOR.load(Ordering::Relaxed) % SLOTS;
     let mut spent = 0usize;
@@ -105,13 +143,13 @@ pub fn run(ctx: &Context, budget: usize) -> usize {
         if i >= REFRESH_PER_RUN && NEXT_DUE[slot].load(Ordering::Relaxed) > now {
             continue;
         }
-        if spent >= budget {
+        let (work, gone, done) = sweep_slot(ctx, slot as u16, now, &limits, spent);
+        spent += work;
+        removed += gone;
+        if !done {
             stopped_at = Some(slot);
             break;
         }
-        let (work, gone) = sweep_slot(ctx, slot as u16, now, budget - spent);
-        spent += work;
-        removed += gone;
     }
     // After a backlog, start where this run stopped, so no slot waits behind others.
     CURSOR.store(
@@ -128,14 +166,30 @@ pub fn run(ctx: &Context, budget: usize) -> usize {
     stats::SWEEP_RUNS.add(1);
     stats::SWEEP_LAST_US.set(started.elapsed().as_micros() as i64);
     stats::SWEEP_LAG_MS.set(lag);
-    removed
+    Outcome {
+        removed,
+        backlog: stopped_at.is_some(),
+    }
 }
 
-/// Settles the users of one slot's due devices. Returns (work spent, devices removed).
-fn sweep_slot(ctx: &Context, slot: u16, now: Millis, budget: usize) -> (usize, usize) {
-    let (mut spent, mut removed) = (0, 0);
+/// Settles the users of one slot's due devices, from `spent` work done so far in the run.
+/// Returns (work spent here, devices removed, whether the slot has nothing due left).
+fn sweep_slot(
+    ctx: &Context,
+    slot: u16,
+    now: Millis,
+    limits: &Limits,
+    mut spent: usize,
+) -> (usize, usize, bool) {
+    let start = spent;
+    let mut removed = 0;
     loop {
-        let due = store::due_entries(ctx, slot, now, BATCH.min(budget - spent));
+        if limits.reached(spent) {
+            // The hint stays at or before what is still due.
+            return (spent - start, removed, false);
+        }
+        let room = limits.budget.saturating_sub(spent);
+        let due = store::due_entries(ctx, slot, now, BATCH.min(room));
         if due.is_empty() {
             break;
         }
@@ -144,14 +198,14 @@ fn sweep_slot(ctx: &Context, slot: u16, now: Millis, budget: usize) -> (usize, u
                 Some((user, _)) => settle_user(ctx, user),
                 None => 0,
             };
-            // Settling removes every due entry of the user; one it cannot explain goes too, so
-            // the loop always moves on.
-            store::drop_due_entry_if_due(ctx, slot, &member, now);
+            if gone == 0 {
+                // An entry no record explains goes too, so the loop always moves on.
+                store::drop_due_entry_if_due(ctx, slot, &member, now);
+            }
             spent += gone.max(1);
             removed += gone;
-            if spent >= budget {
-                // Budget spent: the hint stays at or before what is still due.
-                return (spent, removed);
+            if limits.reached(spent) {
+                return (spent - start, removed, false);
             }
         }
     }
@@ -159,7 +213,7 @@ fn sweep_slot(ctx: &Context, slot: u16, now: Millis, budget: usize) -> (usize, u
         store::next_due(ctx, slot).unwrap_or(NOTHING),
         Ordering::Relaxed,
     );
-    (spent, removed)
+    (spent - start, removed, true)
 }
 
 /// Removes a user's devices that are past their deadline, as every write does first.

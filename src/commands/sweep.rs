@@ -26,5 +26,7 @@ pub fn sweep(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             "ERR PRESENCE.SWEEP runs only on a master that is not loading",
         ));
     }
-    Ok(RedisValue::Integer(sweep::run(ctx, limit) as i64))
+    Ok(RedisValue::Integer(
+        sweep::run(ctx, limit, None).removed as i64,
+    ))
 }
