@@ -59,44 +59,77 @@ pub fn device_field(id: &[u8]) -> Vec<u8> {
     prefixed(DEVICE_PREFIX, id)
 }
 
-/// Builds a record from the hash's fields and each device's deadline (`None`: not in the index).
-pub fn decode<'a>(
-    fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
-    mut deadline: impl FnMut(&[u8]) -> Option<Millis>,
-) -> Record {
-    let mut record = Record::default();
-    let mut metas: Vec<(&[u8], &[u8])> = Vec::new();
-    for (field, value) in fields {
+/// Builds a record from the hash's fields, fed one at a time as a scan yields them, and then each
+/// device's deadline. Copies only what it keeps (META only when asked for).
+pub struct Decoder {
+    record: Record,
+    devices: Vec<(Vec<u8>, Millis, Millis)>,
+    metas: Vec<(Vec<u8>, String)>,
+    with_meta: bool,
+}
+
+impl Decoder {
+    pub fn new(with_meta: bool) -> Self {
+        Decoder {
+            record: Record::default(),
+            devices: Vec::new(),
+            metas: Vec::new(),
+            with_meta,
+        }
+    }
+
+    pub fn field(&mut self, field: &[u8], value: &[u8]) {
         if field == SINCE {
-            record.since = parse_millis(value);
+            self.record.since = parse_millis(value);
         } else if field == LAST_SEEN {
-            record.last_seen = parse_millis(value);
+            self.record.last_seen = parse_millis(value);
         } else if field == SEQ {
-            record.seq = parse_millis(value)
+            self.record.seq = parse_millis(value)
                 .and_then(|n| u64::try_from(n).ok())
                 .unwrap_or(0);
         } else if let Some(id) = field.strip_prefix(DEVICE_PREFIX) {
-            if let (Some((connected_at, ttl)), Some(deadline)) =
-                (parse_device_value(value), deadline(id))
-            {
+            if let Some((connected_at, ttl)) = parse_device_value(value) {
+                self.devices.push((id.to_vec(), connected_at, ttl));
+            }
+        } else if let Some(id) = field.strip_prefix(META_PREFIX) {
+            if let (true, Ok(text)) = (self.with_meta, std::str::from_utf8(value)) {
+                self.metas.push((id.to_vec(), text.to_owned()));
+            }
+        }
+    }
+
+    /// The record, with each device's deadline (`None`: not in the index, so not a device).
+    pub fn finish(mut self, mut deadline: impl FnMut(&[u8]) -> Option<Millis>) -> Record {
+        for (id, connected_at, ttl) in self.devices {
+            if let Some(deadline) = deadline(&id) {
                 let device = Device {
                     connected_at,
                     last_heartbeat: deadline.saturating_sub(ttl),
                     ttl,
                     meta: None,
                 };
-                record.devices.insert(id.to_vec(), device);
+                self.record.devices.insert(id, device);
             }
-        } else if let Some(id) = field.strip_prefix(META_PREFIX) {
-            metas.push((id, value));
         }
-    }
-    for (id, value) in metas {
-        if let (Some(device), Ok(text)) = (record.devices.get_mut(id), std::str::from_utf8(value)) {
-            device.meta = Some(text.to_owned());
+        for (id, text) in self.metas {
+            if let Some(device) = self.record.devices.get_mut(&id) {
+                device.meta = Some(text);
+            }
         }
+        self.record
     }
-    record
+}
+
+/// Builds a record from the hash's fields and each device's deadline (`None`: not in the index).
+pub fn decode<'a>(
+    fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    deadline: impl FnMut(&[u8]) -> Option<Millis>,
+) -> Record {
+    let mut decoder = Decoder::new(true);
+    for (field, value) in fields {
+        decoder.field(field, value);
+    }
+    decoder.finish(deadline)
 }
 
 /// The hash fields that represent `record`.

@@ -62,27 +62,27 @@ impl Key {
         }
     }
 
-    /// Every field and value of a hash key.
-    fn hash_fields(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
-        unsafe extern "C" fn collect(
+    /// Calls `visit` with every field and value of a hash key, without copying them.
+    fn scan_hash(&self, mut visit: impl FnMut(&[u8], &[u8])) {
+        unsafe extern "C" fn each(
             _key: *mut raw::RedisModuleKey,
             field: *mut raw::RedisModuleString,
             value: *mut raw::RedisModuleString,
             data: *mut c_void,
         ) {
-            // SAFETY: `data` is the Vec passed below; field and value live during the callback.
-            let out = unsafe { &mut *data.cast::<Vec<(Vec<u8>, Vec<u8>)>>() };
+            // SAFETY: `data` is the visitor passed below; field and value live during the call.
+            let visit = unsafe { &mut *data.cast::<&mut dyn FnMut(&[u8], &[u8])>() };
             if !field.is_null() && !value.is_null() {
-                out.push((
-                    RedisString::string_as_slice(field).to_vec(),
-                    RedisString::string_as_slice(value).to_vec(),
-                ));
+                visit(
+                    RedisString::string_as_slice(field),
+                    RedisString::string_as_slice(value),
+                );
             }
         }
-        let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         if self.kind() != raw::KeyType::Hash {
-            return out;
+            return;
         }
+        let mut visitor: &mut dyn FnMut(&[u8], &[u8]) = &mut visit;
         // SAFETY: a cursor is created, used on an open hash key, and destroyed.
         unsafe {
             let cursor = raw::RedisModule_ScanCursorCreate.unwrap_unchecked()();
@@ -90,13 +90,12 @@ impl Key {
             while scan(
                 self.ptr,
                 cursor,
-                Some(collect),
-                ptr::addr_of_mut!(out).cast::<c_void>(),
+                Some(each),
+                ptr::addr_of_mut!(visitor).cast::<c_void>(),
             ) != 0
             {}
             raw::RedisModule_ScanCursorDestroy.unwrap_unchecked()(cursor);
         }
-        out
     }
 
     /// One field of a hash key.
@@ -304,22 +303,21 @@ impl UserKeys {
     }
 
     /// The user's record: the hash's fields, with each device's deadline from the index.
-    fn record(&self, user: &[u8]) -> Record {
-        let fields = self.key.hash_fields();
-        codec::decode(
-            fields.iter().map(|(f, v)| (f.as_slice(), v.as_slice())),
-            |device| {
-                self.due
-                    .zset_score(&string(&keys::due_member(user, device)))
-                    .map(|score| score as Millis)
-            },
-        )
+    fn record(&self, user: &[u8], with_meta: bool) -> Record {
+        let mut decoder = codec::Decoder::new(with_meta);
+        self.key
+            .scan_hash(|field, value| decoder.field(field, value));
+        decoder.finish(|device| {
+            self.due
+                .zset_score(&string(&keys::due_member(user, device)))
+                .map(|score| score as Millis)
+        })
     }
 }
 
-/// A user's record as stored now, for reads.
-pub fn read_user(ctx: &Context, user: &[u8]) -> Result<Record, RedisError> {
-    Ok(UserKeys::open(ctx, user, false, false)?.record(user))
+/// A user's record as stored now, for reads; device META only when asked for.
+pub fn read_user(ctx: &Context, user: &[u8], with_meta: bool) -> Result<Record, RedisError> {
+    Ok(UserKeys::open(ctx, user, false, false)?.record(user, with_meta))
 }
 
 /// The hot path of HEARTBEAT: a connected device keeping its TTL only moves its deadline, one
@@ -375,7 +373,7 @@ impl UserWrite {
     /// events as the `device-events` setting says.
     pub fn open(ctx: &Context, user: &[u8]) -> Result<UserWrite, RedisError> {
         let keys = UserKeys::open(ctx, user, true, true)?;
-        let mut before = keys.record(user);
+        let mut before = keys.record(user, true);
         before.device_events = config::device_events();
         let now = now();
         let mut record = before.clone();

@@ -13,7 +13,7 @@ pub fn get(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         return Err(RedisError::WrongArity);
     };
     let user = args::id("user", user)?;
-    let view = store::read_user(ctx, user)?.view(store::now());
+    let view = store::read_user(ctx, user, false)?.view(store::now());
     Reply::Map(vec![
         ("user", Reply::Bulk(user.to_vec())),
         ("status", Reply::Text(view.status.as_str())),
@@ -36,7 +36,7 @@ pub fn bulk(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             devices,
             last_seen,
             ..
-        } = store::read_user(ctx, user)?.view(now);
+        } = store::read_user(ctx, user, false)?.view(now);
         rows.push(Reply::Array(vec![
             Reply::Bulk(user.to_vec()),
             Reply::Text(status.as_str()),
@@ -54,7 +54,7 @@ pub fn devices(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         return Err(RedisError::WrongArity);
     };
     let user = args::id("user", user)?;
-    let record: Record = store::read_user(ctx, user)?;
+    let record: Record = store::read_user(ctx, user, true)?;
     let mut live: Vec<(&Vec<u8>, &Device)> = record.live_devices(store::now()).collect();
     live.sort_by_key(|(id, d)| (d.connected_at, id.as_slice()));
     let rows = live
