@@ -23,20 +23,32 @@ pub const SLOTS: usize = 16384;
 const USER_PREFIX: &[u8] = b"presence:";
 const DUE_PREFIX: &[u8] = b"presence:due:";
 
-/// CRC16/XMODEM (polynomial 0x1021, initial value 0), the checksum Redis Cluster uses for slots.
-pub fn crc16(bytes: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &b in bytes {
-        crc ^= u16::from(b) << 8;
-        for _ in 0..8 {
+/// CRC16/XMODEM of each byte value, for the byte-at-a-time checksum below.
+const CRC16_TABLE: [u16; 256] = {
+    let mut table = [0u16; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let mut crc = (byte as u16) << 8;
+        let mut bit = 0;
+        while bit < 8 {
             crc = if crc & 0x8000 != 0 {
                 (crc << 1) ^ 0x1021
             } else {
                 crc << 1
             };
+            bit += 1;
         }
+        table[byte] = crc;
+        byte += 1;
     }
-    crc
+    table
+};
+
+/// CRC16/XMODEM (polynomial 0x1021, initial value 0), the checksum Redis Cluster uses for slots.
+pub fn crc16(bytes: &[u8]) -> u16 {
+    bytes.iter().fold(0u16, |crc, &b| {
+        (crc << 8) ^ CRC16_TABLE[usize::from((crc >> 8) as u8 ^ b)]
+    })
 }
 
 /// The part of a key that Redis Cluster hashes: the hash tag when there is a non-empty one.

@@ -274,6 +274,7 @@ impl Drop for Key {
 
 /// The keys of one user: the record's hash and the slot's due index.
 struct UserKeys {
+    slot: u16,
     name: RedisString,
     key: Key,
     due_name: RedisString,
@@ -291,10 +292,12 @@ impl UserKeys {
         let name = string(&keys::user_key(user));
         let key = Key::open(ctx, &name, write_record);
         key.check_type(raw::KeyType::Hash)?;
-        let due_name = string(&keys::due_key(keys::slot(user)));
+        let slot = keys::slot(user);
+        let due_name = string(&keys::due_key(slot));
         let due = Key::open(ctx, &due_name, write_due);
         due.check_type(raw::KeyType::ZSet)?;
         Ok(UserKeys {
+            slot,
             name,
             key,
             due_name,
@@ -436,7 +439,7 @@ impl UserWrite {
                 .map(|(device, deadline)| {
                     let member = string(&keys::due_member(&self.user, device));
                     due.zset_add(*deadline as f64, &member);
-                    sweep::note_deadline(keys::slot(&self.user), *deadline);
+                    sweep::note_deadline(self.keys.slot, *deadline);
                     (string(itoa(*deadline).as_bytes()), member)
                 })
                 .collect();
