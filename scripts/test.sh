@@ -16,7 +16,13 @@ echo "== build"
 cargo build --locked
 
 echo "== unit and integration tests"
-cargo test --locked -- --test-threads=4
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --locked -- --test-threads=4 2>&1 | tee "$log"
 
 echo "== benchmark smoke run (tiny sizes, no thresholds: keeps scripts/bench.sh working)"
 bash scripts/bench.sh --smoke
+
+# One closing line for the whole run, counted from cargo's per-binary results.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
