@@ -28,10 +28,6 @@ impl Rng {
         self.next() % n
     }
 
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-
     fn bytes(&mut self, len: usize) -> Vec<u8> {
         (0..len).map(|_| self.next() as u8).collect()
     }
