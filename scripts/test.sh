@@ -20,6 +20,9 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --locked -- --test-threads=4 2>&1 | tee "$log"
 
+echo "== memory check: a workload under valgrind"
+bash scripts/memcheck.sh
+
 echo "== benchmark smoke run (tiny sizes, no thresholds: keeps scripts/bench.sh working)"
 bash scripts/bench.sh --smoke
 

@@ -39,7 +39,7 @@ fn init(ctx: &Context, args: &[redis_module::RedisString]) -> Status {
         return Status::Err;
     }
     sweep::start(ctx);
-    Status::Ok
+    lifecycle::subscribe_to_shutdown(ctx)
 }
 
 redis_module! {

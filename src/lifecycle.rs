@@ -3,7 +3,7 @@
 
 use crate::{stats, store, sweep};
 use redis_module::server_events::{FlushSubevent, LoadingSubevent, ServerRole};
-use redis_module::Context;
+use redis_module::{raw, Context, Status};
 use redis_module_macros::{flush_event_handler, loading_event_handler, role_changed_event_handler};
 
 /// Recounts the gauges and makes the sweep look at every slot again.
@@ -33,5 +33,35 @@ fn on_role_changed(ctx: &Context, role: ServerRole) {
 fn on_flush(ctx: &Context, event: FlushSubevent) {
     if event == FlushSubevent::Ended {
         resync(ctx);
+    }
+}
+
+/// Stops the sweep timer when the server shuts down, so a server that unloads its modules on
+/// the way out (Valkey does) can unload this one. The crate has no wrapper for this event.
+pub fn subscribe_to_shutdown(ctx: &Context) -> Status {
+    unsafe extern "C" fn on_shutdown(
+        ctx: *mut raw::RedisModuleCtx,
+        _event: raw::RedisModuleEvent,
+        _subevent: u64,
+        _data: *mut std::ffi::c_void,
+    ) {
+        sweep::stop(&Context::new(ctx));
+    }
+    let event = raw::RedisModuleEvent {
+        id: raw::REDISMODULE_EVENT_SHUTDOWN,
+        dataver: 1,
+    };
+    // SAFETY: the function exists on every supported server (checked at load).
+    let status = unsafe {
+        raw::RedisModule_SubscribeToServerEvent.unwrap_unchecked()(
+            ctx.get_raw(),
+            event,
+            Some(on_shutdown),
+        )
+    };
+    if status == raw::REDISMODULE_OK as i32 {
+        Status::Ok
+    } else {
+        Status::Err
     }
 }

@@ -609,6 +609,10 @@ pub fn check_server_api() -> Result<(), String> {
             ("CreateTimer", present!(RedisModule_CreateTimer)),
             ("StopTimer", present!(RedisModule_StopTimer)),
             ("GetSelectedDb", present!(RedisModule_GetSelectedDb)),
+            (
+                "SubscribeToServerEvent",
+                present!(RedisModule_SubscribeToServerEvent),
+            ),
             ("HashGet", present!(RedisModule_HashGet)),
             ("SetExpire", present!(RedisModule_SetExpire)),
             (

@@ -91,6 +91,15 @@ fn tick(ctx: &Context, _: ()) {
     arm(ctx);
 }
 
+/// Stops the timer for good (the server is shutting down).
+pub fn stop(ctx: &Context) {
+    if TIMER_ARMED.swap(false, Ordering::Relaxed) {
+        // The data is a zero-sized `()`; nothing is freed wrongly.
+        let _ = ctx.stop_timer::<()>(TIMER.load(Ordering::Relaxed));
+    }
+    MODULE_CTX.store(std::ptr::null_mut(), Ordering::Relaxed);
+}
+
 /// `sweep-interval` changed: replace the armed timer so the new period applies now, not after a
 /// possibly long old one. Runs on the main thread, from CONFIG SET.
 pub fn interval_changed() {
