@@ -20,6 +20,9 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --locked -- --test-threads=4 2>&1 | tee "$log"
 
+echo "== cargo fuzz: the parsing and model code, 20 seconds"
+bash scripts/fuzz.sh 20
+
 echo "== memory check: a workload under valgrind"
 bash scripts/memcheck.sh
 

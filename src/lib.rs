@@ -20,10 +20,10 @@ mod sweep;
 use commands::{devices, query};
 use redis_module::{configuration::ConfigurationFlags, redis_module, Context, Status};
 
-// Unit tests run without a server, so they keep the system allocator.
-#[cfg(not(test))]
+// Unit tests and the fuzz targets run without a server, so they keep the system allocator.
+#[cfg(not(any(test, fuzzing)))]
 type Allocator = redis_module::alloc::RedisAlloc;
-#[cfg(test)]
+#[cfg(any(test, fuzzing))]
 type Allocator = std::alloc::System;
 
 fn init(ctx: &Context, args: &[redis_module::RedisString]) -> Status {

@@ -1,0 +1,97 @@
+//! Fuzzes the pure code: argument parsing on arbitrary arguments, and the presence model driven by
+//! arbitrary sequences of connects, heartbeats, departures and clock jumps, checking its rules:
+//! settling never changes what reads report, the stored form round-trips, every event's seq is
+//! one more than the last, and the reported status agrees with the devices.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use presence::model::{Record, Status};
+use presence::{args, codec};
+
+fn parsing(data: &[u8]) {
+    let argv: Vec<&[u8]> = data.split(|&b| b == 0).collect();
+    let _ = args::online(&argv);
+    let _ = args::heartbeat(&argv);
+    let _ = args::bulk_users(&argv, 8);
+    let _ = args::options(&argv, &["TTL", "META", "LIMIT"]);
+    for arg in &argv {
+        if let Ok(ttl) = args::ttl(arg) {
+            assert!((args::MIN_TTL..=args::MAX_TTL).contains(&ttl));
+        }
+        if let Ok(meta) = args::meta(arg) {
+            assert!(meta.len() <= args::MAX_META_LEN);
+        }
+        let _ = args::integer("n", arg);
+        for result in [args::online(&argv).err(), args::heartbeat(&argv).err()]
+            .into_iter()
+            .flatten()
+        {
+            assert!(result.0.is_ascii() && result.0.starts_with("ERR "));
+        }
+        assert!(args::shown(arg).is_ascii());
+    }
+}
+
+fn model(data: &[u8]) {
+    let mut record = Record {
+        device_events: data.first().is_some_and(|b| b & 1 == 1),
+        ..Record::default()
+    };
+    let mut now: i64 = 1_700_000_000_000;
+    let mut last_seq = 0;
+    for step in data.chunks(3) {
+        let op = step[0] % 6;
+        let device = [b'a' + step.get(1).copied().unwrap_or(0) % 5];
+        let jump = i64::from(step.get(2).copied().unwrap_or(0)) * 7;
+        now += jump;
+
+        let view = record.view(now);
+        let mut settled = record.clone();
+        settled.settle(now);
+        assert_eq!(settled.view(now), view, "settling changed a read");
+        record = settled;
+
+        let ttl = 100 + jump * 3;
+        match op {
+            0 => {
+                let _ = record.connect(&device, ttl, None, now, 3);
+            }
+            1 => {
+                let _ = record.connect(&device, ttl, Some("{\"m\":1}".into()), now, 3);
+            }
+            2 | 3 => {
+                let _ = record.heartbeat(&device, (op == 3).then_some(ttl), 250, now, 3);
+            }
+            4 => {
+                let _ = record.disconnect(&device, now);
+            }
+            _ => {}
+        }
+
+        for event in &record.events {
+            assert_eq!(event.seq, last_seq + 1, "seq must grow by one");
+            last_seq = event.seq;
+        }
+        record.events.clear();
+        assert!(record.devices.len() <= 3);
+
+        let view = record.view(now);
+        assert_eq!(view.status == Status::Online, view.devices > 0);
+        assert_eq!(view.devices, record.live_count(now));
+
+        let due = codec::deadlines(&record);
+        let fields = codec::encode(&record);
+        let back = codec::decode(
+            fields.iter().map(|(f, v)| (f.as_slice(), v.as_slice())),
+            |id| due.get(id).copied(),
+        );
+        let mut expected = record.clone();
+        expected.device_events = false;
+        assert_eq!(back, expected, "the stored form must round-trip");
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    parsing(data);
+    model(data);
+});
