@@ -2,7 +2,7 @@
 //!
 //! Every check happens here, before a command touches a key, so a refused command changes nothing.
 
-use crate::model::Millis;
+use crate::model::{Millis, Status};
 
 /// Ids (users, devices) are binary-safe strings of 1 to this many bytes.
 pub const MAX_ID_LEN: usize = 512;
@@ -159,23 +159,119 @@ pub fn online<'a>(args: &[&'a [u8]]) -> Parsed<Online<'a>> {
     Ok(parsed)
 }
 
-/// `user device [TTL ms]` of PRESENCE.HEARTBEAT.
+/// `user device [TTL ms] [ACTIVE]` of PRESENCE.HEARTBEAT.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Heartbeat<'a> {
     pub user: &'a [u8],
     pub device: &'a [u8],
     pub ttl: Option<Millis>,
+    pub active: bool,
 }
 
 pub fn heartbeat<'a>(args: &[&'a [u8]]) -> Parsed<Heartbeat<'a>> {
-    let (user, device, rest) = user_and_device(args)?;
+    let (user, device, mut rest) = user_and_device(args)?;
+    let mut active = false;
+    // ACTIVE is a flag: take it out wherever it stands among the options.
+    let mut kept: Vec<&'a [u8]> = Vec::with_capacity(rest.len());
+    while let [arg, tail @ ..] = rest {
+        if arg.eq_ignore_ascii_case(b"ACTIVE") && kept.len().is_multiple_of(2) {
+            if active {
+                return Err(ArgError::new("ACTIVE given more than once"));
+            }
+            active = true;
+        } else {
+            kept.push(arg);
+        }
+        rest = tail;
+    }
     let mut parsed = Heartbeat {
         user,
         device,
         ttl: None,
+        active,
     };
-    for (_, value) in options(rest, &["TTL"])? {
+    for (_, value) in options(&kept, &["TTL"])? {
         parsed.ttl = Some(ttl(value)?);
+    }
+    Ok(parsed)
+}
+
+/// Longest custom status message, in bytes.
+pub const MAX_MESSAGE_LEN: usize = 256;
+/// Longest duration of a manual status (FOR), and of `away-after`: 30 days.
+pub const MAX_FOR: Millis = 30 * 24 * 3600 * 1000;
+
+/// `user (online|away|busy|dnd|invisible|auto) [MESSAGE text] [FOR ms]` of PRESENCE.STATUS.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SetStatus<'a> {
+    pub user: &'a [u8],
+    /// `None` for `auto`.
+    pub status: Option<Status>,
+    pub message: Option<String>,
+    pub duration: Option<Millis>,
+}
+
+pub fn set_status<'a>(args: &[&'a [u8]]) -> Parsed<SetStatus<'a>> {
+    let [user, status, rest @ ..] = args else {
+        return Err(ArgError::new("user and status are required"));
+    };
+    let user = id("user", user)?;
+    let status = if status.eq_ignore_ascii_case(b"auto") {
+        None
+    } else {
+        match Status::parse(status) {
+            Some(Status::Offline) => {
+                return Err(ArgError::new(
+                    "offline cannot be set: a user is offline when no device is connected",
+                ))
+            }
+            Some(status) => Some(status),
+            None => {
+                return Err(ArgError::new(format_args!(
+                    "unknown status '{}' (expected online, away, busy, dnd, invisible or auto)",
+                    shown(status)
+                )))
+            }
+        }
+    };
+    let mut parsed = SetStatus {
+        user,
+        status,
+        message: None,
+        duration: None,
+    };
+    for (option, value) in options(rest, &["MESSAGE", "FOR"])? {
+        if parsed.status.is_none() {
+            return Err(ArgError::new(format_args!(
+                "{option} cannot be given with auto"
+            )));
+        }
+        match option {
+            "MESSAGE" => {
+                if value.len() > MAX_MESSAGE_LEN {
+                    return Err(ArgError::new(format_args!(
+                        "MESSAGE must be at most {MAX_MESSAGE_LEN} bytes, got {}",
+                        value.len()
+                    )));
+                }
+                let text = std::str::from_utf8(value)
+                    .map_err(|_| ArgError::new("MESSAGE must be UTF-8 text"))?;
+                parsed.message = Some(text.to_owned());
+            }
+            _ => {
+                let range = || {
+                    ArgError::new(format_args!(
+                        "FOR must be an integer from 1 to {MAX_FOR} milliseconds, got '{}'",
+                        shown(value)
+                    ))
+                };
+                let ms = integer("FOR", value).map_err(|_| range())?;
+                if !(1..=MAX_FOR).contains(&ms) {
+                    return Err(range());
+                }
+                parsed.duration = Some(ms);
+            }
+        }
     }
     Ok(parsed)
 }
@@ -290,6 +386,39 @@ mod tests {
         assert!(e.contains("'X\\x0d\\x0aY\\xff\\xc3\\xa9'"), "{e}");
         let long = err(online(&[b"u", b"d", &[b'o'; 100], b"1"]));
         assert!(long.contains(&format!("'{}...'", "o".repeat(64))), "{long}");
+    }
+
+    #[test]
+    fn heartbeat_takes_active_anywhere_among_its_options() {
+        assert!(heartbeat(&[b"u", b"d", b"active"]).unwrap().active);
+        let h = heartbeat(&[b"u", b"d", b"TTL", b"500", b"ACTIVE"]).unwrap();
+        assert_eq!((h.ttl, h.active), (Some(500), true));
+        let h = heartbeat(&[b"u", b"d", b"ACTIVE", b"TTL", b"500"]).unwrap();
+        assert_eq!((h.ttl, h.active), (Some(500), true));
+        assert!(!heartbeat(&[b"u", b"d"]).unwrap().active);
+        assert_eq!(
+            err(heartbeat(&[b"u", b"d", b"ACTIVE", b"ACTIVE"])),
+            "ERR ACTIVE given more than once"
+        );
+    }
+
+    #[test]
+    fn status_arguments() {
+        let s = set_status(&[b"u", b"DND", b"MESSAGE", b"In a meeting", b"FOR", b"60000"]).unwrap();
+        assert_eq!(s.status, Some(Status::Dnd));
+        assert_eq!(s.message.as_deref(), Some("In a meeting"));
+        assert_eq!(s.duration, Some(60000));
+        assert_eq!(set_status(&[b"u", b"auto"]).unwrap().status, None);
+        assert!(err(set_status(&[b"u", b"offline"])).contains("offline cannot be set"));
+        assert!(err(set_status(&[b"u", b"sleeping"])).contains("unknown status 'sleeping'"));
+        assert!(err(set_status(&[b"u", b"away", b"MESSAGE", &[b'm'; 257]]))
+            .contains("at most 256 bytes"));
+        assert!(err(set_status(&[b"u", b"away", b"FOR", b"0"]))
+            .contains("FOR must be an integer from 1"));
+        assert!(err(set_status(&[b"u", b"away", b"FOR", b"2592000001"])).contains("FOR must be"));
+        assert!(
+            err(set_status(&[b"u", b"auto", b"FOR", b"10"])).contains("cannot be given with auto")
+        );
     }
 
     #[test]

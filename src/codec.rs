@@ -6,6 +6,11 @@
 //! | `since`        | ms when the current status began            |
 //! | `last_seen`    | ms of the latest departure                  |
 //! | `seq`          | number of the latest event announced        |
+//! | `status`       | the status as last settled (absent: offline) |
+//! | `manual`       | the status set by hand                      |
+//! | `message`      | its custom message                          |
+//! | `manual_until` | ms when it returns to automatic             |
+//! | `last_active`  | ms of the latest activity                   |
 //! | `dev:<id>`     | `<connected_at>:<ttl>`                      |
 //! | `meta:<id>`    | the device's META JSON text (when given)    |
 //!
@@ -15,12 +20,17 @@
 //! ignores fields it does not know or cannot read (and devices without a deadline), so a hash
 //! edited by hand never makes a command fail.
 
-use crate::model::{Device, Millis, Record};
+use crate::model::{Device, Manual, Millis, Record, Status};
 use std::collections::BTreeMap;
 
 pub const SINCE: &[u8] = b"since";
 pub const LAST_SEEN: &[u8] = b"last_seen";
 pub const SEQ: &[u8] = b"seq";
+pub const STATUS: &[u8] = b"status";
+pub const MANUAL: &[u8] = b"manual";
+pub const MESSAGE: &[u8] = b"message";
+pub const MANUAL_UNTIL: &[u8] = b"manual_until";
+pub const LAST_ACTIVE: &[u8] = b"last_active";
 const DEVICE_PREFIX: &[u8] = b"dev:";
 const META_PREFIX: &[u8] = b"meta:";
 
@@ -63,6 +73,10 @@ pub fn device_field(id: &[u8]) -> Vec<u8> {
 /// device's deadline. Copies only what it keeps (META only when asked for).
 pub struct Decoder {
     record: Record,
+    status: Option<Status>,
+    manual: Option<Status>,
+    message: Option<String>,
+    manual_until: Option<Millis>,
     devices: Vec<(Vec<u8>, Millis, Millis)>,
     metas: Vec<(Vec<u8>, String)>,
     with_meta: bool,
@@ -72,6 +86,10 @@ impl Decoder {
     pub fn new(with_meta: bool) -> Self {
         Decoder {
             record: Record::default(),
+            status: None,
+            manual: None,
+            message: None,
+            manual_until: None,
             devices: Vec::new(),
             metas: Vec::new(),
             with_meta,
@@ -87,6 +105,16 @@ impl Decoder {
             self.record.seq = parse_millis(value)
                 .and_then(|n| u64::try_from(n).ok())
                 .unwrap_or(0);
+        } else if field == STATUS {
+            self.status = Status::parse(value);
+        } else if field == MANUAL {
+            self.manual = Status::parse(value).filter(|s| *s != Status::Offline);
+        } else if field == MESSAGE {
+            self.message = std::str::from_utf8(value).ok().map(str::to_owned);
+        } else if field == MANUAL_UNTIL {
+            self.manual_until = parse_millis(value);
+        } else if field == LAST_ACTIVE {
+            self.record.last_active = parse_millis(value);
         } else if let Some(id) = field.strip_prefix(DEVICE_PREFIX) {
             if let Some((connected_at, ttl)) = parse_device_value(value) {
                 self.devices.push((id.to_vec(), connected_at, ttl));
@@ -116,6 +144,18 @@ impl Decoder {
                 device.meta = Some(text);
             }
         }
+        self.record.manual = self.manual.map(|status| Manual {
+            status,
+            message: self.message,
+            until: self.manual_until,
+        });
+        // The stored status, unless the devices say otherwise (a hand-edited record): no device
+        // is offline, and devices with no stored status are online.
+        self.record.status = match (self.status, self.record.devices.is_empty()) {
+            (_, true) => Status::Offline,
+            (None | Some(Status::Offline), false) => Status::Online,
+            (Some(status), false) => status,
+        };
         self.record
     }
 }
@@ -144,6 +184,21 @@ pub fn encode(record: &Record) -> Fields {
     if record.seq > 0 {
         fields.insert(SEQ.to_vec(), record.seq.to_string().into_bytes());
     }
+    if record.status != Status::Offline {
+        fields.insert(STATUS.to_vec(), record.status.as_str().as_bytes().to_vec());
+    }
+    if let Some(manual) = &record.manual {
+        fields.insert(MANUAL.to_vec(), manual.status.as_str().as_bytes().to_vec());
+        if let Some(message) = &manual.message {
+            fields.insert(MESSAGE.to_vec(), message.clone().into_bytes());
+        }
+        if let Some(until) = manual.until {
+            fields.insert(MANUAL_UNTIL.to_vec(), until.to_string().into_bytes());
+        }
+    }
+    if let Some(active) = record.last_active {
+        fields.insert(LAST_ACTIVE.to_vec(), active.to_string().into_bytes());
+    }
     for (id, device) in &record.devices {
         fields.insert(
             device_field(id),
@@ -156,12 +211,14 @@ pub fn encode(record: &Record) -> Fields {
     fields
 }
 
-/// Each device's deadline: its score in the due index.
+/// Each device's deadline, and under the empty id the user's own timer: their scores in the due
+/// index.
 pub fn deadlines(record: &Record) -> BTreeMap<&[u8], Millis> {
     record
         .devices
         .iter()
         .map(|(id, d)| (id.as_slice(), d.deadline()))
+        .chain(record.user_timer().map(|at| (&b""[..], at)))
         .collect()
 }
 

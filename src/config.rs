@@ -34,6 +34,10 @@ pub const SWEEP_BUDGET_MAX: i64 = 1_000_000;
 
 pub const EVENTS_CHANNEL_DEFAULT: &str = "presence:events";
 
+pub const AWAY_AFTER_DEFAULT: i64 = 300_000;
+pub const AWAY_AFTER_MIN: i64 = 0;
+pub const AWAY_AFTER_MAX: i64 = 30 * DAY;
+
 pub const STREAM_MAXLEN_DEFAULT: i64 = 100_000;
 pub const STREAM_MAXLEN_MIN: i64 = 1;
 pub const STREAM_MAXLEN_MAX: i64 = 1_000_000_000;
@@ -49,7 +53,8 @@ pub static MAX_BULK: AtomicI64 = AtomicI64::new(MAX_BULK_DEFAULT);
 
 /// The numeric settings and their ranges, for checking module arguments: the server range-checks
 /// `CONFIG SET`, but takes load-time values as defaults without checking them.
-pub const RANGES: [(&str, i64, i64); 7] = [
+pub const RANGES: [(&str, i64, i64); 8] = [
+    ("away-after", AWAY_AFTER_MIN, AWAY_AFTER_MAX),
     ("timeout", TIMEOUT_MIN, TIMEOUT_MAX),
     ("retention", RETENTION_MIN, RETENTION_MAX),
     ("max-devices", MAX_DEVICES_MIN, MAX_DEVICES_MAX),
@@ -98,6 +103,8 @@ pub fn check_module_args(args: &[&[u8]]) -> Result<(), String> {
     Ok(())
 }
 
+/// After how long without activity a connected user is away (ms; 0: never).
+pub static AWAY_AFTER: AtomicI64 = AtomicI64::new(AWAY_AFTER_DEFAULT);
 /// How often the sweep runs (ms).
 pub static SWEEP_INTERVAL: AtomicI64 = AtomicI64::new(SWEEP_INTERVAL_DEFAULT);
 /// Devices one sweep run may remove.
@@ -111,6 +118,10 @@ pub static DEVICE_EVENTS: AtomicBool = AtomicBool::new(false);
 pub static EVENTS_STREAM: LazyLock<Mutex<String>> = LazyLock::new(|| Mutex::new(String::new()));
 /// Approximate length the events stream is trimmed to.
 pub static EVENTS_STREAM_MAXLEN: AtomicI64 = AtomicI64::new(STREAM_MAXLEN_DEFAULT);
+
+pub fn away_after() -> Millis {
+    AWAY_AFTER.load(Ordering::Relaxed)
+}
 
 pub fn sweep_interval() -> Millis {
     SWEEP_INTERVAL.load(Ordering::Relaxed)

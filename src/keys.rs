@@ -128,24 +128,32 @@ pub fn user_channel(user: &[u8]) -> Vec<u8> {
 }
 
 /// A device's member in the due index: `<length of user>:<user>:<device>`. The length makes it
-/// unambiguous for any bytes, and the text stays readable in `ZRANGE`.
+/// unambiguous for any bytes, and the text stays readable in `ZRANGE`. With an empty device (ids
+/// are never empty) it is the user's own timer, `<length of user>:<user>`, for changes that come
+/// with time but belong to no device (a manual status running out, going idle).
 pub fn due_member(user: &[u8], device: &[u8]) -> Vec<u8> {
     let len = user.len().to_string();
     let mut member = Vec::with_capacity(len.len() + user.len() + device.len() + 2);
     member.extend_from_slice(len.as_bytes());
     member.push(b':');
     member.extend_from_slice(user);
-    member.push(b':');
-    member.extend_from_slice(device);
+    if !device.is_empty() {
+        member.push(b':');
+        member.extend_from_slice(device);
+    }
     member
 }
 
-/// The user and device a due-index member names, if it is well formed.
+/// The user and device a due-index member names (the device empty for the user's own timer), if
+/// it is well formed.
 pub fn parse_due_member(member: &[u8]) -> Option<(&[u8], &[u8])> {
     let colon = member.iter().position(|&b| b == b':')?;
     let len: usize = std::str::from_utf8(&member[..colon]).ok()?.parse().ok()?;
     let rest = &member[colon + 1..];
-    if rest.len() < len + 1 || rest[len] != b':' {
+    if rest.len() == len {
+        return Some((rest, &[]));
+    }
+    if rest.len() < len + 2 || rest[len] != b':' {
         return None;
     }
     Some((&rest[..len], &rest[len + 1..]))

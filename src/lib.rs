@@ -56,6 +56,8 @@ redis_module! {
         ["presence.bulk", query::bulk, "readonly", 1, -1, 1, ""],
         ["presence.devices", query::devices, "readonly fast", 1, 1, 1, ""],
         ["presence.sweep", commands::sweep::sweep, "write", 0, 0, 0, ""],
+        ["presence.status", commands::status::status, "write deny-oom fast", 1, 1, 1, ""],
+        ["presence.activity", commands::status::activity, "write deny-oom fast", 1, 1, 1, ""],
     ],
     configurations: [
         i64: [
@@ -63,6 +65,7 @@ redis_module! {
             ["retention", &config::RETENTION, config::RETENTION_DEFAULT, config::RETENTION_MIN, config::RETENTION_MAX, ConfigurationFlags::DEFAULT, None],
             ["max-devices", &config::MAX_DEVICES, config::MAX_DEVICES_DEFAULT, config::MAX_DEVICES_MIN, config::MAX_DEVICES_MAX, ConfigurationFlags::DEFAULT, None],
             ["max-bulk", &config::MAX_BULK, config::MAX_BULK_DEFAULT, config::MAX_BULK_MIN, config::MAX_BULK_MAX, ConfigurationFlags::DEFAULT, None],
+            ["away-after", &config::AWAY_AFTER, config::AWAY_AFTER_DEFAULT, config::AWAY_AFTER_MIN, config::AWAY_AFTER_MAX, ConfigurationFlags::DEFAULT, None],
             ["sweep-interval", &config::SWEEP_INTERVAL, config::SWEEP_INTERVAL_DEFAULT, config::SWEEP_INTERVAL_MIN, config::SWEEP_INTERVAL_MAX, ConfigurationFlags::DEFAULT, Some(Box::new(|_, _, _| sweep::interval_changed()))],
             ["sweep-budget", &config::SWEEP_BUDGET, config::SWEEP_BUDGET_DEFAULT, config::SWEEP_BUDGET_MIN, config::SWEEP_BUDGET_MAX, ConfigurationFlags::DEFAULT, None],
             ["events-stream-maxlen", &config::EVENTS_STREAM_MAXLEN, config::STREAM_MAXLEN_DEFAULT, config::STREAM_MAXLEN_MIN, config::STREAM_MAXLEN_MAX, ConfigurationFlags::DEFAULT, None],

@@ -3,10 +3,11 @@
 //! Pure logic with no Redis types, so every rule is unit-tested without a server. Time is passed in
 //! (milliseconds since the epoch); nothing here reads a clock.
 //!
-//! The rule that keeps reads exact without a timer: a device is connected only while `now` is before
-//! its deadline (last heartbeat + TTL). Reads compute the view at `now`, and every write first
-//! [`settle`](Record::settle)s the record, removing devices whose deadline passed, so the stored
-//! record never disagrees with what reads already showed.
+//! The rule that keeps reads exact without a timer: everything that changes with time (a device's
+//! deadline, the end of a manual status, the moment a user goes idle) is decided from stored
+//! instants. Reads compute the view at `now` as if the record were settled then, and every write
+//! first [`settle`](Record::settle)s the record, carrying out those changes in the order they
+//! happened and announcing them, so the stored record never disagrees with what reads showed.
 
 use std::collections::BTreeMap;
 
@@ -35,28 +36,66 @@ impl Device {
     }
 }
 
+/// A status set by hand with PRESENCE.STATUS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manual {
+    /// Online, Away, Busy, Dnd or Invisible.
+    pub status: Status,
+    pub message: Option<String>,
+    /// When it returns to automatic on its own.
+    pub until: Option<Millis>,
+}
+
 /// Everything stored about one user.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
     /// Registered devices by id. Some may be past their deadline until the record is settled.
     pub devices: BTreeMap<Vec<u8>, Device>,
     /// The latest moment the user was known present through a device that has since left. While
     /// devices are connected, their heartbeats count too (see [`Record::last_seen`]).
     pub last_seen: Option<Millis>,
-    /// When the current status began.
+    /// The status as last settled, and when it began.
+    pub status: Status,
     pub since: Option<Millis>,
+    /// The status set by hand, if any; kept while the user is offline.
+    pub manual: Option<Manual>,
+    /// The latest activity (connecting, PRESENCE.ACTIVITY, HEARTBEAT ACTIVE).
+    pub last_active: Option<Millis>,
     /// The number of the latest event announced for this user.
     pub seq: u64,
-    /// Whether changes of a user who stays online (a device joins or leaves) are announced too.
-    /// A policy set by the caller, not stored.
+    /// Policy set by the caller, not stored: whether changes of a user who stays online (a device
+    /// joins or leaves) are announced too, and after how long without activity a connected user
+    /// is away (0: never).
     pub device_events: bool,
+    pub away_after: Millis,
     /// Events announced by the transitions since the record was loaded, oldest first. Not stored.
     pub events: Vec<Event>,
+}
+
+impl Default for Record {
+    fn default() -> Self {
+        Record {
+            devices: BTreeMap::new(),
+            last_seen: None,
+            status: Status::Offline,
+            since: None,
+            manual: None,
+            last_active: None,
+            seq: 0,
+            device_events: false,
+            away_after: 0,
+            events: Vec::new(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
     Online,
+    Away,
+    Busy,
+    Dnd,
+    Invisible,
     Offline,
 }
 
@@ -64,7 +103,32 @@ impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Online => "online",
+            Status::Away => "away",
+            Status::Busy => "busy",
+            Status::Dnd => "dnd",
+            Status::Invisible => "invisible",
             Status::Offline => "offline",
+        }
+    }
+
+    pub fn parse(name: &[u8]) -> Option<Status> {
+        [
+            Status::Online,
+            Status::Away,
+            Status::Busy,
+            Status::Dnd,
+            Status::Invisible,
+            Status::Offline,
+        ]
+        .into_iter()
+        .find(|s| s.as_str().as_bytes().eq_ignore_ascii_case(name))
+    }
+
+    /// What everyone else sees: an invisible user looks offline.
+    pub fn public(self) -> Status {
+        match self {
+            Status::Invisible => Status::Offline,
+            other => other,
         }
     }
 }
@@ -76,6 +140,9 @@ pub struct View {
     pub devices: usize,
     pub last_seen: Option<Millis>,
     pub since: Option<Millis>,
+    pub message: Option<String>,
+    pub manual: bool,
+    pub last_active: Option<Millis>,
 }
 
 /// Why an event happened.
@@ -84,6 +151,10 @@ pub enum Reason {
     Connect,
     Disconnect,
     Timeout,
+    Manual,
+    Idle,
+    Active,
+    Expired,
 }
 
 impl Reason {
@@ -92,23 +163,28 @@ impl Reason {
             Reason::Connect => "connect",
             Reason::Disconnect => "disconnect",
             Reason::Timeout => "timeout",
+            Reason::Manual => "manual",
+            Reason::Idle => "idle",
+            Reason::Active => "active",
+            Reason::Expired => "expired",
         }
     }
 }
 
-/// A change announced to subscribers: of the user's status, or (when device events are on) of
-/// the devices of a user who stays online.
+/// A change announced to subscribers: of the user's status as everyone else sees it, or (when
+/// device events are on) of the devices of a user who stays visible.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
     pub status: Status,
     pub prev: Status,
     pub reason: Reason,
-    /// The device that caused it.
+    /// The device that caused it (empty for a change that no device caused).
     pub device: Vec<u8>,
     /// Connected devices afterwards.
     pub devices: usize,
     pub last_seen: Option<Millis>,
-    /// When it happened: the command's time, or for a timeout the device's deadline.
+    /// When it happened: the command's time, or for a change that came with time the moment it
+    /// came (a device's deadline, the end of a manual status, the start of idleness).
     pub ts: Millis,
     /// Per user: 1 for the first event, one more for each one after.
     pub seq: u64,
@@ -121,10 +197,22 @@ pub enum Refusal {
     TooManyDevices(usize),
 }
 
+/// A change that comes with time, found by [`Record::settle`].
+enum Due {
+    Device(Vec<u8>),
+    ManualEnds,
+    Idle,
+}
+
 impl Record {
     /// Whether there is nothing to store.
     pub fn is_empty(&self) -> bool {
-        self.devices.is_empty() && self.last_seen.is_none() && self.since.is_none() && self.seq == 0
+        self.devices.is_empty()
+            && self.last_seen.is_none()
+            && self.since.is_none()
+            && self.seq == 0
+            && self.manual.is_none()
+            && self.last_active.is_none()
     }
 
     /// Devices connected at `now`, in id order.
@@ -145,63 +233,126 @@ impl Record {
             .max()
     }
 
-    /// The user as reads report them at `now`.
-    pub fn view(&self, now: Millis) -> View {
-        let live = self.live_count(now);
-        let last_seen = self.last_seen();
-        if live > 0 {
-            View {
-                status: Status::Online,
-                devices: live,
-                last_seen,
-                since: self.since,
-            }
-        } else if !self.devices.is_empty() {
-            // Every device timed out and nothing has removed them yet: offline since the last heartbeat.
-            View {
-                status: Status::Offline,
-                devices: 0,
-                last_seen,
-                since: last_seen,
-            }
+    /// The moment an active, connected user with no manual status goes idle.
+    fn idle_at(&self) -> Option<Millis> {
+        if self.away_after <= 0 || self.manual.is_some() || self.devices.is_empty() {
+            return None;
+        }
+        self.last_active
+            .map(|active| active.saturating_add(self.away_after))
+    }
+
+    /// The status of a settled record at `now`: offline without a device, else the manual status,
+    /// else away once idle, else online.
+    fn status_at(&self, now: Millis) -> Status {
+        if self.devices.is_empty() {
+            Status::Offline
+        } else if let Some(manual) = &self.manual {
+            manual.status
+        } else if self.idle_at().is_some_and(|idle| idle <= now) {
+            Status::Away
         } else {
-            View {
-                status: Status::Offline,
-                devices: 0,
-                last_seen: self.last_seen,
-                since: self.since,
-            }
+            Status::Online
         }
     }
 
-    /// Removes the devices whose deadline passed by `now`, in deadline order, announcing each
-    /// timeout. When the last one goes, the user is offline since their latest heartbeat. Returns
-    /// how many devices were removed.
+    /// The next moment something changes with time: a device's deadline, the end of the manual
+    /// status, or going idle (only while the user is not away yet).
+    pub fn next_change(&self) -> Option<Millis> {
+        self.devices
+            .values()
+            .map(Device::deadline)
+            .chain(self.manual.as_ref().and_then(|m| m.until))
+            .chain(self.idle_at().filter(|_| self.status != Status::Away))
+            .min()
+    }
+
+    /// The moment the user-level timer fires: the end of the manual status or going idle (device
+    /// deadlines have entries of their own in the due index).
+    pub fn user_timer(&self) -> Option<Millis> {
+        self.manual
+            .as_ref()
+            .and_then(|m| m.until)
+            .into_iter()
+            .chain(self.idle_at().filter(|_| self.status != Status::Away))
+            .min()
+    }
+
+    /// The user as reads report them at `now`: as if settled then, without changing anything.
+    pub fn view(&self, now: Millis) -> View {
+        if self.next_change().is_some_and(|at| at <= now) {
+            let mut settled = self.clone();
+            settled.events.clear();
+            settled.settle(now);
+            return settled.view_settled();
+        }
+        self.view_settled()
+    }
+
+    fn view_settled(&self) -> View {
+        View {
+            status: self.status,
+            devices: self.devices.len(),
+            last_seen: self.last_seen(),
+            since: self.since,
+            message: self.manual.as_ref().and_then(|m| m.message.clone()),
+            manual: self.manual.is_some(),
+            last_active: self.last_active,
+        }
+    }
+
+    /// Carries out, in the order they came, the changes that time brought by `now`: devices past
+    /// their deadline leave (announced as timeouts; when the last goes the user is offline since
+    /// their latest heartbeat), a manual status that ran out ends, a connected user without
+    /// activity for `away_after` becomes away. Returns how many devices were removed.
     pub fn settle(&mut self, now: Millis) -> usize {
-        let mut expired: Vec<(Millis, Vec<u8>)> = self
-            .devices
-            .iter()
-            .filter(|(_, d)| !d.is_live(now))
-            .map(|(id, d)| (d.deadline(), id.clone()))
-            .collect();
-        expired.sort();
-        for (deadline, id) in &expired {
-            if let Some(device) = self.devices.remove(id) {
-                self.last_seen = Some(self.last_seen.map_or(device.last_heartbeat, |seen| {
-                    seen.max(device.last_heartbeat)
-                }));
-                if self.devices.is_empty() {
-                    self.since = self.last_seen;
+        let mut removed = 0;
+        loop {
+            let mut next: Option<(Millis, Due)> = None;
+            let mut consider = |at: Millis, due: Due| {
+                if at <= now && next.as_ref().is_none_or(|(t, _)| at < *t) {
+                    next = Some((at, due));
                 }
-                self.announce(Reason::Timeout, id, *deadline);
+            };
+            for (id, d) in &self.devices {
+                consider(d.deadline(), Due::Device(id.clone()));
+            }
+            if let Some(until) = self.manual.as_ref().and_then(|m| m.until) {
+                consider(until, Due::ManualEnds);
+            }
+            if self.status != Status::Away {
+                if let Some(idle) = self.idle_at() {
+                    consider(idle, Due::Idle);
+                }
+            }
+            let Some((at, due)) = next else {
+                return removed;
+            };
+            match due {
+                Due::Device(id) => {
+                    if let Some(device) = self.devices.remove(&id) {
+                        self.last_seen =
+                            Some(self.last_seen.map_or(device.last_heartbeat, |seen| {
+                                seen.max(device.last_heartbeat)
+                            }));
+                        removed += 1;
+                        // Offline by timeout: since the last heartbeat, as last_seen says.
+                        let since = self.last_seen.unwrap_or(at);
+                        self.changed(Reason::Timeout, &id, at, since);
+                    }
+                }
+                Due::ManualEnds => {
+                    self.manual = None;
+                    self.changed(Reason::Expired, b"", at, at);
+                }
+                Due::Idle => self.changed(Reason::Idle, b"", at, at),
             }
         }
-        expired.len()
     }
 
     /// Registers `device`, or refreshes it when it is connected (keeping its `connected_at`, and
-    /// its META unless a new one is given). Expects a settled record. Returns the number of
-    /// connected devices afterwards.
+    /// its META unless a new one is given). Connecting is activity. Expects a settled record.
+    /// Returns the number of connected devices afterwards.
     pub fn connect(
         &mut self,
         device: &[u8],
@@ -216,13 +367,12 @@ impl Record {
             if meta.is_some() {
                 existing.meta = meta;
             }
+            self.last_active = Some(now);
+            self.changed(Reason::Active, device, now, now);
             return Ok(self.devices.len());
         }
         if self.devices.len() >= max_devices {
             return Err(Refusal::TooManyDevices(self.devices.len()));
-        }
-        if self.devices.is_empty() {
-            self.since = Some(now);
         }
         self.devices.insert(
             device.to_vec(),
@@ -233,13 +383,15 @@ impl Record {
                 meta,
             },
         );
-        self.announce(Reason::Connect, device, now);
+        self.last_active = Some(now);
+        self.changed(Reason::Connect, device, now, now);
         Ok(self.devices.len())
     }
 
     /// Pushes a connected device's deadline to `now + ttl` (its own TTL when none is given), or
-    /// registers it with `ttl` or `default_ttl` when it is not connected. Expects a settled record.
-    /// Returns whether the device was already connected.
+    /// registers it with `ttl` or `default_ttl` when it is not connected. A heartbeat is not
+    /// activity (registering is). Expects a settled record. Returns whether the device was
+    /// already connected.
     pub fn heartbeat(
         &mut self,
         device: &[u8],
@@ -264,47 +416,69 @@ impl Record {
     pub fn disconnect(&mut self, device: &[u8], now: Millis) -> Option<usize> {
         self.devices.remove(device)?;
         self.last_seen = Some(self.last_seen.map_or(now, |seen| seen.max(now)));
-        if self.devices.is_empty() {
-            self.since = self.last_seen;
-        }
-        self.announce(Reason::Disconnect, device, now);
+        self.changed(Reason::Disconnect, device, now, now);
         Some(self.devices.len())
     }
 
-    /// Records the event of a device change that just happened: a status change when the device
-    /// was the user's first or last, otherwise a device-level one if those are on.
-    fn announce(&mut self, reason: Reason, device: &[u8], ts: Millis) {
+    /// Records activity (a message sent, typing, the app in the foreground). Expects a settled
+    /// record.
+    pub fn activity(&mut self, now: Millis) {
+        self.last_active = Some(now);
+        self.changed(Reason::Active, b"", now, now);
+    }
+
+    /// Sets a status by hand (`None`: back to automatic). Expects a settled record.
+    pub fn set_manual(&mut self, manual: Option<Manual>, now: Millis) {
+        self.manual = manual;
+        self.changed(Reason::Manual, b"", now, now);
+    }
+
+    /// After a change caused by `reason` at `at`: if the status moved, record it (since `since`)
+    /// and announce it when everyone else can see the difference; if only the devices changed,
+    /// announce that when device events are on and the user is visible.
+    fn changed(&mut self, reason: Reason, device: &[u8], at: Millis, since: Millis) {
+        let prev = self.status;
+        let status = self.status_at(at);
         let devices = self.devices.len();
-        let (status, prev) = match (reason, devices) {
-            (Reason::Connect, 1) => (Status::Online, Status::Offline),
-            (Reason::Disconnect | Reason::Timeout, 0) => (Status::Offline, Status::Online),
-            _ if self.device_events => (Status::Online, Status::Online),
-            _ => return,
-        };
+        let device_change = matches!(
+            reason,
+            Reason::Connect | Reason::Disconnect | Reason::Timeout
+        );
+        if status != prev {
+            self.status = status;
+            self.since = Some(since);
+            if status.public() == prev.public() {
+                return; // invisible came or went while offline: nothing anyone can see
+            }
+        } else if !(device_change && self.device_events && status.public() != Status::Offline) {
+            return;
+        }
         self.seq += 1;
+        let last_seen = if status.public() == Status::Offline {
+            self.last_seen
+        } else {
+            self.last_seen()
+        };
         self.events.push(Event {
-            status,
-            prev,
+            status: status.public(),
+            prev: prev.public(),
             reason,
             device: device.to_vec(),
             devices,
-            last_seen: if status == Status::Online {
-                self.last_seen()
-            } else {
-                self.last_seen
-            },
-            ts,
+            last_seen,
+            ts: at,
             seq: self.seq,
         });
     }
 
-    /// When the whole record may disappear: `retention` after the user went offline. `None`
-    /// while devices are connected (the record is kept) or when there is nothing to keep.
-    pub fn expires_at(&self, retention: Millis) -> Option<Millis> {
+    /// When the whole record may disappear: `retention` after the user went offline (or, for a
+    /// record that only holds settings, after `now`). `None` while devices are connected.
+    pub fn expires_at(&self, retention: Millis, now: Millis) -> Option<Millis> {
         if !self.devices.is_empty() {
             return None;
         }
-        self.last_seen.map(|t| t.saturating_add(retention))
+        let base = self.last_seen.or(self.since).unwrap_or(now);
+        Some(base.saturating_add(retention))
     }
 }
 
@@ -329,7 +503,10 @@ mod tests {
                 status: Status::Offline,
                 devices: 0,
                 last_seen: None,
-                since: None
+                since: None,
+                message: None,
+                manual: false,
+                last_active: None,
             }
         );
     }
@@ -598,13 +775,13 @@ mod tests {
     #[test]
     fn the_record_expires_only_while_offline() {
         let mut r = Record::default();
-        assert_eq!(r.expires_at(10), None);
+        assert_eq!(r.expires_at(10, 5), Some(15), "a record of settings alone");
         r.connect(b"a", 1000, None, 100, MAX).unwrap();
         r.connect(b"b", 5000, None, 200, MAX).unwrap();
-        assert_eq!(r.expires_at(10), None);
+        assert_eq!(r.expires_at(10, 250), None);
         r.disconnect(b"a", 300);
         r.disconnect(b"b", 400);
-        assert_eq!(r.expires_at(10), Some(410));
+        assert_eq!(r.expires_at(10, 450), Some(410));
     }
 
     #[test]
@@ -619,6 +796,6 @@ mod tests {
         let mut r = Record::default();
         r.devices.insert(b"d".to_vec(), d);
         r.settle(Millis::MAX);
-        assert_eq!(r.expires_at(Millis::MAX), Some(Millis::MAX));
+        assert_eq!(r.expires_at(Millis::MAX, 0), Some(Millis::MAX));
     }
 }

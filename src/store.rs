@@ -310,11 +310,14 @@ impl UserKeys {
         let mut decoder = codec::Decoder::new(with_meta);
         self.key
             .scan_hash(|field, value| decoder.field(field, value));
-        decoder.finish(|device| {
+        let mut record = decoder.finish(|device| {
             self.due
                 .zset_score(&string(&keys::due_member(user, device)))
                 .map(|score| score as Millis)
-        })
+        });
+        record.device_events = config::device_events();
+        record.away_after = config::away_after();
+        record
     }
 }
 
@@ -362,6 +365,8 @@ pub fn heartbeat_connected(
 /// deadline removed): change `record`, then [`commit`](UserWrite::commit).
 pub struct UserWrite {
     pub now: Millis,
+    /// The score of the user's own timer in the index, as stored.
+    stored_timer: Option<Millis>,
     /// Devices the settling removed.
     pub timed_out: usize,
     user: Vec<u8>,
@@ -376,13 +381,17 @@ impl UserWrite {
     /// events as the `device-events` setting says.
     pub fn open(ctx: &Context, user: &[u8]) -> Result<UserWrite, RedisError> {
         let keys = UserKeys::open(ctx, user, true, true)?;
-        let mut before = keys.record(user, true);
-        before.device_events = config::device_events();
+        let before = keys.record(user, true);
+        let stored_timer = keys
+            .due
+            .zset_score(&string(&keys::due_member(user, b"")))
+            .map(|score| score as Millis);
         let now = now();
         let mut record = before.clone();
         let timed_out = record.settle(now);
         Ok(UserWrite {
             now,
+            stored_timer,
             timed_out,
             user: user.to_vec(),
             keys,
@@ -398,7 +407,16 @@ impl UserWrite {
         let (before, after) = (self.before.devices.len(), self.record.devices.len());
         stats::DEVICES_ONLINE.add(after as i64 - before as i64);
         stats::USERS_ONLINE.add(i64::from(after > 0) - i64::from(before > 0));
-        let changes = codec::changes(&self.before, &self.record);
+        let mut changes = codec::changes(&self.before, &self.record);
+        // The user's own timer is compared with what is stored: its score depends on settings
+        // (away-after) that may have changed since it was written.
+        changes.due_set.retain(|(id, _)| !id.is_empty());
+        changes.due_delete.retain(|id| !id.is_empty());
+        match (self.record.user_timer(), self.stored_timer) {
+            (Some(at), stored) if stored != Some(at) => changes.due_set.push((Vec::new(), at)),
+            (None, Some(_)) => changes.due_delete.push(Vec::new()),
+            _ => {}
+        }
         self.write_fields(ctx, &changes);
         self.write_due(ctx, &changes);
         self.write_expiry(ctx);
@@ -475,8 +493,8 @@ impl UserWrite {
     fn write_expiry(&self, ctx: &Context) {
         let retention = config::retention();
         let (was, will) = (
-            self.before.expires_at(retention),
-            self.record.expires_at(retention),
+            self.before.expires_at(retention, self.now),
+            self.record.expires_at(retention, self.now),
         );
         let (key, name) = (&self.keys.key, &self.keys.name);
         if self.record.is_empty() || will.is_some_and(|at| at <= self.now) {

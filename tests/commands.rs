@@ -53,9 +53,20 @@ fn a_user_never_seen_is_offline_with_nil_times() {
         let reply = run(&mut con, &["PRESENCE.GET", &user]).unwrap();
         assert_eq!(
             map_order(&reply),
-            ["user", "status", "devices", "last_seen", "since"]
+            [
+                "user",
+                "status",
+                "devices",
+                "last_seen",
+                "since",
+                "message",
+                "manual",
+                "last_active"
+            ]
         );
         let g = map(&reply);
+        assert_eq!((g["message"].clone(), int(&g["manual"])), (Value::Nil, 0));
+        assert_eq!(g["last_active"], Value::Nil);
         assert_eq!(text(&g["status"]), "offline");
         assert_eq!(int(&g["devices"]), 0);
         assert_eq!(g["last_seen"], Value::Nil);
@@ -80,7 +91,7 @@ fn replies_are_maps_under_resp3_and_flat_arrays_under_resp2() {
 
         let resp2 = run(&mut con2, &["PRESENCE.GET", &user]).unwrap();
         assert!(
-            matches!(resp2, Value::Array(ref a) if a.len() == 10),
+            matches!(resp2, Value::Array(ref a) if a.len() == 16),
             "{resp2:?}"
         );
         let devices2 = run(&mut con2, &["PRESENCE.DEVICES", &user]).unwrap();
@@ -89,7 +100,7 @@ fn replies_are_maps_under_resp3_and_flat_arrays_under_resp2() {
         let mut con3 = srv.con3();
         let resp3 = run(&mut con3, &["PRESENCE.GET", &user]).unwrap();
         assert!(
-            matches!(resp3, Value::Map(ref m) if m.len() == 5),
+            matches!(resp3, Value::Map(ref m) if m.len() == 8),
             "{resp3:?}"
         );
         assert_eq!(map(&resp3), map(&resp2));
@@ -483,8 +494,19 @@ fn the_key_layout_is_plain_redis_data() {
         let (kind, fields, expire) = &snap[&b"presence:{alice}".to_vec()];
         assert_eq!(kind, "hash");
         let names: Vec<&[u8]> = fields.iter().map(|(f, _)| f.as_slice()).collect();
-        assert_eq!(names, [&b"dev:phone"[..], b"meta:phone", b"seq", b"since"]);
-        assert_eq!(fields[2].1, b"1", "one event announced so far");
+        assert_eq!(
+            names,
+            [
+                &b"dev:phone"[..],
+                b"last_active",
+                b"meta:phone",
+                b"seq",
+                b"since",
+                b"status"
+            ]
+        );
+        assert_eq!(fields[3].1, b"1", "one event announced so far");
+        assert_eq!(fields[5].1, b"online");
         // dev:<device> is <connected_at>:<ttl>; the deadline lives in the slot's due index.
         let dev = String::from_utf8(fields[0].1.clone()).unwrap();
         let parts: Vec<i64> = dev.split(':').map(|p| p.parse().unwrap()).collect();
@@ -497,12 +519,19 @@ fn the_key_layout_is_plain_redis_data() {
             .find(|(k, _)| k.starts_with(b"presence:due:{"))
             .expect("due index");
         assert_eq!(due.1 .0, "zset");
+        // The device's deadline, and the user's own timer: going idle (away-after, 300000 ms).
         assert_eq!(
             due.1 .1,
-            vec![(
-                b"5:alice:phone".to_vec(),
-                (parts[0] + 5000).to_string().into_bytes()
-            )]
+            vec![
+                (
+                    b"5:alice".to_vec(),
+                    (parts[0] + 300_000).to_string().into_bytes()
+                ),
+                (
+                    b"5:alice:phone".to_vec(),
+                    (parts[0] + 5000).to_string().into_bytes()
+                )
+            ]
         );
         assert_eq!(due.1 .2, -1);
         let devices = array(&run(&mut con, &["PRESENCE.DEVICES", "alice"]).unwrap());

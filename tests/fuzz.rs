@@ -80,7 +80,7 @@ fn meta(rng: &mut Rng) -> Vec<u8> {
 
 /// One random call.
 fn call(rng: &mut Rng) -> Vec<Vec<u8>> {
-    let name: &[u8] = match rng.below(16) {
+    let name: &[u8] = match rng.below(19) {
         0..=3 => b"PRESENCE.ONLINE",
         4..=7 => b"PRESENCE.HEARTBEAT",
         8..=9 => b"PRESENCE.OFFLINE",
@@ -89,6 +89,8 @@ fn call(rng: &mut Rng) -> Vec<Vec<u8>> {
         12 => b"PRESENCE.DEVICES",
         13 => b"PRESENCE.SWEEP",
         14 => b"presence.online",
+        15 | 16 => b"PRESENCE.STATUS",
+        17 => b"PRESENCE.ACTIVITY",
         _ => b"PRESENCE.HEARTBEAT",
     };
     let mut args = vec![name.to_vec()];
@@ -98,17 +100,41 @@ fn call(rng: &mut Rng) -> Vec<Vec<u8>> {
             b"PRESENCE.GET" | b"PRESENCE.DEVICES" => 1,
             b"PRESENCE.BULK" => 1 + rng.below(8) as usize,
             b"PRESENCE.SWEEP" => 0,
+            b"PRESENCE.ACTIVITY" => 1 + rng.below(2) as usize,
             _ => 2,
         },
     };
     for i in 0..positional {
-        args.push(id(rng, if i == 0 { "u" } else { "d" }));
+        if name == b"PRESENCE.STATUS" && i == 1 {
+            let statuses: [&[u8]; 8] = [
+                b"online",
+                b"away",
+                b"busy",
+                b"DND",
+                b"invisible",
+                b"auto",
+                b"offline",
+                b"nap",
+            ];
+            args.push(statuses[rng.below(8) as usize].to_vec());
+        } else {
+            args.push(id(rng, if i == 0 { "u" } else { "d" }));
+        }
     }
     for _ in 0..rng.below(3) {
-        match rng.below(6) {
+        match rng.below(8) {
             0 | 1 => {
                 args.push(b"TTL".to_vec());
                 args.push(number(rng));
+            }
+            6 => {
+                args.push(b"FOR".to_vec());
+                args.push(number(rng));
+            }
+            7 => {
+                args.push(b"MESSAGE".to_vec());
+                let len = rng.below(300) as usize;
+                args.push(rng.bytes(len));
             }
             2 => {
                 args.push(b"meta".to_vec());
@@ -149,6 +175,7 @@ fn check_reply(reply: &Value, args: &[Vec<u8>]) {
 fn check_consistency(con: &mut redis::Connection, external: bool) {
     let due_keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("presence:due:*").query(con).unwrap();
     let mut indexed: BTreeSet<(Vec<u8>, Vec<u8>)> = BTreeSet::new();
+    let mut timers: Vec<Vec<u8>> = Vec::new();
     for key in &due_keys {
         let entries: Vec<(Vec<u8>, f64)> = redis::cmd("ZRANGE")
             .arg(key)
@@ -167,6 +194,11 @@ fn check_consistency(con: &mut redis::Connection, external: bool) {
                 .parse()
                 .unwrap();
             let user = member[colon + 1..colon + 1 + len].to_vec();
+            if member.len() == colon + 1 + len {
+                // The user's own timer (going idle, a manual status ending): a connected user's.
+                timers.push(user);
+                continue;
+            }
             assert_eq!(member[colon + 1 + len], b':');
             let device = member[colon + 2 + len..].to_vec();
             indexed.insert((user, device));
@@ -190,6 +222,14 @@ fn check_consistency(con: &mut redis::Connection, external: bool) {
         "index entries without a connected device: {only_indexed:?}; \
          connected devices without an index entry: {only_registered:?}"
     );
+    for user in &timers {
+        // A timer belongs to a connected user (going idle) or to a manual status (its end).
+        let g = map(&call_bytes(con, &[b"PRESENCE.GET", user]));
+        assert!(
+            users.contains_key(user) || int(&g["manual"]) == 1,
+            "a timer for {user:?}, who has neither a device nor a manual status"
+        );
+    }
     // No record holds a device field without an index entry.
     let record_keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("presence:{*").query(con).unwrap();
     let mut device_fields = 0usize;

@@ -25,7 +25,7 @@ pub fn heartbeat(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 2)?;
     let cmd = args::heartbeat(&argv)?;
     stats::HEARTBEATS.add(1);
-    if store::heartbeat_connected(ctx, cmd.user, cmd.device, cmd.ttl)? {
+    if !cmd.active && store::heartbeat_connected(ctx, cmd.user, cmd.device, cmd.ttl)? {
         return Ok(RedisValue::Integer(1));
     }
     let mut write = store::UserWrite::open(ctx, cmd.user)?;
@@ -36,6 +36,10 @@ pub fn heartbeat(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         write.now,
         config::max_devices(),
     )?;
+    if cmd.active {
+        let now = write.now;
+        write.record.activity(now);
+    }
     stats::CONNECTS.add(i64::from(!known));
     write.commit(ctx);
     Ok(RedisValue::Integer(i64::from(known)))

@@ -2,6 +2,7 @@
 
 pub mod devices;
 pub mod query;
+pub mod status;
 pub mod sweep;
 
 use crate::args::ArgError;

@@ -20,6 +20,13 @@ pub fn get(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         ("devices", Reply::Int(view.devices as i64)),
         ("last_seen", Reply::opt_int(view.last_seen)),
         ("since", Reply::opt_int(view.since)),
+        (
+            "message",
+            view.message
+                .map_or(Reply::Nil, |m| Reply::Bulk(m.into_bytes())),
+        ),
+        ("manual", Reply::Int(i64::from(view.manual))),
+        ("last_active", Reply::opt_int(view.last_active)),
     ])
     .send(ctx)
 }
