@@ -798,4 +798,177 @@ mod tests {
         r.settle(Millis::MAX);
         assert_eq!(r.expires_at(Millis::MAX, 0), Some(Millis::MAX));
     }
+
+    fn events(r: &mut Record) -> Vec<(&'static str, &'static str, &'static str, Millis)> {
+        let out = r
+            .events
+            .iter()
+            .map(|e| (e.status.as_str(), e.prev.as_str(), e.reason.as_str(), e.ts))
+            .collect();
+        r.events.clear();
+        out
+    }
+
+    fn away_after(ms: Millis) -> Record {
+        Record {
+            away_after: ms,
+            ..Record::default()
+        }
+    }
+
+    #[test]
+    fn a_connected_user_without_activity_goes_away_and_comes_back_with_activity() {
+        let mut r = away_after(1000);
+        r.connect(b"d", 60_000, None, 0, MAX).unwrap();
+        // Heartbeats keep the connection but are not activity.
+        r.heartbeat(b"d", None, 60_000, 500, MAX).unwrap();
+        assert_eq!(r.view(999).status, Status::Online);
+        assert_eq!(r.view(1000).status, Status::Away);
+        assert_eq!(r.view(1000).since, Some(1000));
+        r.settle(1500);
+        assert_eq!(
+            events(&mut r),
+            vec![
+                ("online", "offline", "connect", 0),
+                ("away", "online", "idle", 1000)
+            ]
+        );
+        r.activity(2000);
+        assert_eq!(events(&mut r), vec![("online", "away", "active", 2000)]);
+        assert_eq!(r.view(2999).status, Status::Online);
+        assert_eq!(r.view(3000).status, Status::Away);
+        assert_eq!(r.user_timer(), Some(3000));
+    }
+
+    #[test]
+    fn connecting_again_is_activity() {
+        let mut r = away_after(1000);
+        r.connect(b"d", 60_000, None, 0, MAX).unwrap();
+        r.settle(1200);
+        r.connect(b"d", 60_000, None, 1200, MAX).unwrap();
+        assert_eq!(events(&mut r)[2], ("online", "away", "active", 1200));
+    }
+
+    #[test]
+    fn a_manual_status_wins_over_auto_away_and_ends_on_its_own() {
+        let mut r = away_after(1000);
+        r.connect(b"d", 60_000, None, 0, MAX).unwrap();
+        let busy = Manual {
+            status: Status::Busy,
+            message: Some("In a meeting".into()),
+            until: Some(5000),
+        };
+        r.set_manual(Some(busy), 100);
+        assert_eq!(r.user_timer(), Some(5000));
+        let view = r.view(4000);
+        assert_eq!((view.status, view.manual), (Status::Busy, true));
+        assert_eq!(view.message.as_deref(), Some("In a meeting"));
+        r.settle(6000);
+        assert_eq!(
+            events(&mut r),
+            vec![
+                ("online", "offline", "connect", 0),
+                ("busy", "online", "manual", 100),
+                // Idle long before the manual status ended: away at once, no longer busy.
+                ("away", "busy", "expired", 5000),
+            ]
+        );
+        assert!(r.manual.is_none());
+    }
+
+    #[test]
+    fn a_manual_status_is_kept_while_offline_and_applies_on_return() {
+        let mut r = Record::default();
+        let dnd = Manual {
+            status: Status::Dnd,
+            message: None,
+            until: None,
+        };
+        r.set_manual(Some(dnd), 0);
+        assert!(
+            events(&mut r).is_empty(),
+            "offline either way: nothing to announce"
+        );
+        assert_eq!(r.view(10).status, Status::Offline);
+        assert!(r.view(10).manual);
+        r.connect(b"d", 1000, None, 100, MAX).unwrap();
+        assert_eq!(events(&mut r), vec![("dnd", "offline", "connect", 100)]);
+        r.set_manual(None, 200);
+        assert_eq!(events(&mut r), vec![("online", "dnd", "manual", 200)]);
+    }
+
+    #[test]
+    fn invisible_looks_offline_to_everyone_else() {
+        let mut r = Record {
+            device_events: true,
+            ..Record::default()
+        };
+        r.connect(b"a", 60_000, None, 0, MAX).unwrap();
+        let invisible = Manual {
+            status: Status::Invisible,
+            message: None,
+            until: None,
+        };
+        r.set_manual(Some(invisible), 100);
+        r.connect(b"b", 60_000, None, 200, MAX).unwrap();
+        r.disconnect(b"b", 300);
+        assert_eq!(
+            events(&mut r),
+            vec![
+                ("online", "offline", "connect", 0),
+                ("offline", "online", "manual", 100)
+            ],
+            "going invisible is an ordinary offline event; devices come and go unseen"
+        );
+        // The trusted view shows the truth.
+        assert_eq!(r.view(400).status, Status::Invisible);
+        r.disconnect(b"a", 500);
+        assert!(
+            events(&mut r).is_empty(),
+            "leaving while invisible changes nothing visible"
+        );
+        r.connect(b"a", 60_000, None, 600, MAX).unwrap();
+        r.set_manual(None, 700);
+        assert_eq!(events(&mut r), vec![("online", "offline", "manual", 700)]);
+    }
+
+    #[test]
+    fn changes_that_came_with_time_are_announced_in_the_order_they_came() {
+        let mut r = away_after(1000);
+        r.connect(b"d", 3000, None, 0, MAX).unwrap();
+        r.settle(10_000);
+        assert_eq!(
+            events(&mut r),
+            vec![
+                ("online", "offline", "connect", 0),
+                ("away", "online", "idle", 1000),
+                ("offline", "away", "timeout", 3000),
+            ]
+        );
+        assert_eq!(
+            r.view(10_000).since,
+            Some(0),
+            "offline since the last heartbeat"
+        );
+        assert_eq!(r.user_timer(), None);
+    }
+
+    #[test]
+    fn reads_agree_with_settling_at_every_moment() {
+        let mut r = away_after(1000);
+        r.connect(b"a", 2500, None, 0, MAX).unwrap();
+        r.set_manual(
+            Some(Manual {
+                status: Status::Away,
+                message: None,
+                until: Some(1500),
+            }),
+            10,
+        );
+        for now in [0, 999, 1000, 1499, 1500, 2000, 2499, 2500, 9000] {
+            let mut settled = r.clone();
+            settled.settle(now);
+            assert_eq!(settled.view(now), r.view(now), "at {now}");
+        }
+    }
 }

@@ -129,7 +129,7 @@ fn an_empty_events_channel_silences_only_the_global_channel() {
     on_each_server(&["events-channel", ""], |srv| {
         let user = unique("quiet");
         let channel = format!("presence:{{{user}}}");
-        let mut global = Subscriber::new(srv, "SUBSCRIBE", &[b"presence:events"]);
+        let global = Subscriber::new(srv, "SUBSCRIBE", &[b"presence:events"]);
         let mut own = Subscriber::new(srv, "SSUBSCRIBE", &[channel.as_bytes()]);
         let mut con = srv.con();
         run(&mut con, &["PRESENCE.ONLINE", &user, "d"]).unwrap();

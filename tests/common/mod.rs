@@ -517,8 +517,9 @@ impl Subscriber {
         out
     }
 
-    /// Asserts that nothing more arrives within `quiet`.
-    pub fn assert_quiet(&mut self, quiet: Duration) {
+    /// Asserts that nothing more arrives within `quiet`. The connection is spent afterwards (a
+    /// read that timed out leaves it unusable), so this is a test's last look.
+    pub fn assert_quiet(mut self, quiet: Duration) {
         if let Some(m) = self.next(quiet) {
             panic!("unexpected message {:?}", m.payload);
         }
