@@ -24,6 +24,7 @@ fn defaults_are_as_documented() {
         assert_eq!(config_get(&mut con, "presence.max-devices"), 32);
         assert_eq!(config_get(&mut con, "presence.max-bulk"), 1000);
         assert_eq!(config_get(&mut con, "presence.sweep-interval"), 100);
+        assert_eq!(config_get(&mut con, "presence.away-after"), 300_000);
         assert_eq!(config_get(&mut con, "presence.sweep-budget"), 1000);
         assert_eq!(
             config_get(&mut con, "presence.events-stream-maxlen"),
@@ -95,6 +96,8 @@ fn config_set_applies_at_once_and_refuses_out_of_range_values() {
             ("timeout", "soon"),
             ("sweep-interval", "0"),
             ("sweep-interval", "60001"),
+            ("away-after", "-1"),
+            ("away-after", "2592000001"),
             ("sweep-budget", "0"),
             ("sweep-budget", "1000001"),
             ("events-stream-maxlen", "0"),
@@ -119,6 +122,9 @@ fn config_set_applies_at_once_and_refuses_out_of_range_values() {
             ("max-bulk", "100000"),
             ("sweep-interval", "1"),
             ("sweep-interval", "60000"),
+            ("away-after", "0"),
+            ("away-after", "2592000000"),
+            ("away-after", "300000"),
             ("sweep-budget", "1000000"),
             ("events-stream-maxlen", "1000000000"),
             ("sweep-interval", "100"),
