@@ -211,14 +211,12 @@ pub fn encode(record: &Record) -> Fields {
     fields
 }
 
-/// Each device's deadline, and under the empty id the user's own timer: their scores in the due
-/// index.
+/// Each device's deadline: its score in the due index.
 pub fn deadlines(record: &Record) -> BTreeMap<&[u8], Millis> {
     record
         .devices
         .iter()
         .map(|(id, d)| (id.as_slice(), d.deadline()))
-        .chain(record.user_timer().map(|at| (&b""[..], at)))
         .collect()
 }
 

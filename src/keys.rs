@@ -22,6 +22,7 @@ pub const SLOTS: usize = 16384;
 
 const USER_PREFIX: &[u8] = b"presence:";
 const DUE_PREFIX: &[u8] = b"presence:due:";
+const TIMERS_PREFIX: &[u8] = b"presence:timers:";
 
 /// CRC16/XMODEM of each byte value, for the byte-at-a-time checksum below.
 const CRC16_TABLE: [u16; 256] = {
@@ -128,9 +129,8 @@ pub fn user_channel(user: &[u8]) -> Vec<u8> {
 }
 
 /// A device's member in the due index: `<length of user>:<user>:<device>`. The length makes it
-/// unambiguous for any bytes, and the text stays readable in `ZRANGE`. With an empty device (ids
-/// are never empty) it is the user's own timer, `<length of user>:<user>`, for changes that come
-/// with time but belong to no device (a manual status running out, going idle).
+/// unambiguous for any bytes, and the text stays readable in `ZRANGE`. (Device ids are never
+/// empty; with an empty one the member is `<length of user>:<user>`.)
 pub fn due_member(user: &[u8], device: &[u8]) -> Vec<u8> {
     let len = user.len().to_string();
     let mut member = Vec::with_capacity(len.len() + user.len() + device.len() + 2);
@@ -161,9 +161,20 @@ pub fn parse_due_member(member: &[u8]) -> Option<(&[u8], &[u8])> {
 
 /// The sorted set of the slot's connected devices, scored by their deadline.
 pub fn due_key(slot: u16) -> Vec<u8> {
+    slot_key(DUE_PREFIX, slot)
+}
+
+/// The sorted set of the slot's users with a timer of their own (going idle, a manual status
+/// ending), scored by when it fires. Kept apart from the device index so both stay small enough
+/// for the compact listpack encoding.
+pub fn timers_key(slot: u16) -> Vec<u8> {
+    slot_key(TIMERS_PREFIX, slot)
+}
+
+fn slot_key(prefix: &[u8], slot: u16) -> Vec<u8> {
     let tag = slot_tag(slot);
-    let mut key = Vec::with_capacity(DUE_PREFIX.len() + tag.len() + 2);
-    key.extend_from_slice(DUE_PREFIX);
+    let mut key = Vec::with_capacity(prefix.len() + tag.len() + 2);
+    key.extend_from_slice(prefix);
     key.push(b'{');
     key.extend_from_slice(tag);
     key.push(b'}');
@@ -266,6 +277,7 @@ mod tests {
     fn due_keys_are_in_their_slot() {
         for s in [0u16, 1, 5061, 12182, 16383] {
             assert_eq!(slot(&due_key(s)), s);
+            assert_eq!(slot(&timers_key(s)), s);
         }
     }
 }

@@ -275,6 +275,8 @@ impl Drop for Key {
 /// The keys of one user: the record's hash and the slot's due index.
 struct UserKeys {
     slot: u16,
+    /// The slot's timers set, opened for writes that may move the user's own timer.
+    timers: Option<(RedisString, Key)>,
     name: RedisString,
     key: Key,
     due_name: RedisString,
@@ -296,8 +298,17 @@ impl UserKeys {
         let due_name = string(&keys::due_key(slot));
         let due = Key::open(ctx, &due_name, write_due);
         due.check_type(raw::KeyType::ZSet)?;
+        let timers = if write_record && write_due {
+            let name = string(&keys::timers_key(slot));
+            let key = Key::open(ctx, &name, true);
+            key.check_type(raw::KeyType::ZSet)?;
+            Some((name, key))
+        } else {
+            None
+        };
         Ok(UserKeys {
             slot,
+            timers,
             name,
             key,
             due_name,
@@ -382,10 +393,11 @@ impl UserWrite {
     pub fn open(ctx: &Context, user: &[u8]) -> Result<UserWrite, RedisError> {
         let keys = UserKeys::open(ctx, user, true, true)?;
         let before = keys.record(user, true);
-        let stored_timer = keys
-            .due
-            .zset_score(&string(&keys::due_member(user, b"")))
-            .map(|score| score as Millis);
+        let stored_timer = keys.timers.as_ref().and_then(|(_, timers)| {
+            timers
+                .zset_score(&string(user))
+                .map(|score| score as Millis)
+        });
         let now = now();
         let mut record = before.clone();
         let timed_out = record.settle(now);
@@ -407,18 +419,10 @@ impl UserWrite {
         let (before, after) = (self.before.devices.len(), self.record.devices.len());
         stats::DEVICES_ONLINE.add(after as i64 - before as i64);
         stats::USERS_ONLINE.add(i64::from(after > 0) - i64::from(before > 0));
-        let mut changes = codec::changes(&self.before, &self.record);
-        // The user's own timer is compared with what is stored: its score depends on settings
-        // (away-after) that may have changed since it was written.
-        changes.due_set.retain(|(id, _)| !id.is_empty());
-        changes.due_delete.retain(|id| !id.is_empty());
-        match (self.record.user_timer(), self.stored_timer) {
-            (Some(at), stored) if stored != Some(at) => changes.due_set.push((Vec::new(), at)),
-            (None, Some(_)) => changes.due_delete.push(Vec::new()),
-            _ => {}
-        }
+        let changes = codec::changes(&self.before, &self.record);
         self.write_fields(ctx, &changes);
         self.write_due(ctx, &changes);
+        self.write_timer(ctx);
         self.write_expiry(ctx);
         events::publish(ctx, &self.user, &self.record.events);
     }
@@ -487,6 +491,30 @@ impl UserWrite {
         }
     }
 
+    /// Keeps the user's own timer in the slot's timers set. It is compared with what is stored,
+    /// not with the record before: its score depends on a setting (away-after) that may have
+    /// changed since it was written.
+    fn write_timer(&self, ctx: &Context) {
+        let Some((name, timers)) = &self.keys.timers else {
+            return;
+        };
+        let member = string(&self.user);
+        match (self.record.user_timer(), self.stored_timer) {
+            (Some(at), stored) if stored != Some(at) => {
+                timers.zset_add(at as f64, &member);
+                sweep::note_deadline(self.keys.slot, at);
+                ctx.replicate("ZADD", &[name, &string(itoa(at).as_bytes()), &member]);
+                ctx.notify_keyspace_event(NotifyEvent::ZSET, "zadd", name);
+            }
+            (None, Some(_)) => {
+                timers.zset_rem(&member);
+                ctx.replicate("ZREM", &[name, &member]);
+                ctx.notify_keyspace_event(NotifyEvent::ZSET, "zrem", name);
+            }
+            _ => {}
+        }
+    }
+
     /// The record lives without TTL while devices are connected, and for `retention` after the
     /// user went offline. What the stored TTL should be follows from the record before the write,
     /// so nothing is read to keep it in step.
@@ -525,26 +553,62 @@ impl UserWrite {
     }
 }
 
-/// Up to `limit` entries (member, deadline) of the slot's due index whose deadline is at or before
-/// `until`, earliest first.
-pub fn due_entries(
-    ctx: &Context,
-    slot: u16,
-    until: Millis,
-    limit: usize,
-) -> Vec<(Vec<u8>, Millis)> {
-    let key = Key::open(ctx, &string(&keys::due_key(slot)), false);
-    key.zset_range(ctx, until as f64, limit)
-        .into_iter()
-        .map(|(member, score)| (member, score as Millis))
-        .collect()
+/// An entry of a slot's indexes that may be due.
+pub enum DueEntry {
+    /// A device's member in the due index.
+    Device(Vec<u8>),
+    /// A user in the timers set.
+    Timer(Vec<u8>),
 }
 
-/// The earliest deadline in the slot's due index, if it has any entry.
+/// Up to `limit` entries of the slot's due index, then of its timers set, whose time is at or
+/// before `until`, earliest first within each.
+pub fn due_entries(ctx: &Context, slot: u16, until: Millis, limit: usize) -> Vec<DueEntry> {
+    let due = Key::open(ctx, &string(&keys::due_key(slot)), false);
+    let mut out: Vec<DueEntry> = due
+        .zset_range(ctx, until as f64, limit)
+        .into_iter()
+        .map(|(member, _)| DueEntry::Device(member))
+        .collect();
+    if out.len() < limit {
+        let timers = Key::open(ctx, &string(&keys::timers_key(slot)), false);
+        out.extend(
+            timers
+                .zset_range(ctx, until as f64, limit - out.len())
+                .into_iter()
+                .map(|(user, _)| DueEntry::Timer(user)),
+        );
+    }
+    out
+}
+
+/// The earliest time in the slot's due index and timers set, if they hold anything.
 pub fn next_due(ctx: &Context, slot: u16) -> Option<Millis> {
-    due_entries(ctx, slot, Millis::MAX, 1)
-        .first()
-        .map(|(_, deadline)| *deadline)
+    [keys::due_key(slot), keys::timers_key(slot)]
+        .iter()
+        .filter_map(|name| {
+            let key = Key::open(ctx, &string(name), false);
+            key.zset_range(ctx, f64::INFINITY, 1)
+                .first()
+                .map(|(_, score)| *score as Millis)
+        })
+        .min()
+}
+
+/// Removes a user from the slot's timers set if their timer is still due at `now` (one that no
+/// record explains: the user's hash was deleted or overwritten by hand).
+pub fn drop_timer_if_due(ctx: &Context, slot: u16, user: &[u8], now: Millis) {
+    let name = string(&keys::timers_key(slot));
+    let key = Key::open(ctx, &name, true);
+    let member = string(user);
+    if key
+        .zset_score(&member)
+        .is_some_and(|score| score as Millis <= now)
+    {
+        key.zset_rem(&member);
+        ctx.replicate("ZREM", &[&name, &member]);
+        ctx.notify_keyspace_event(NotifyEvent::ZSET, "zrem", &name);
+    }
 }
 
 /// Removes an entry of the slot's due index if it is still due at `now`: one that no record
@@ -567,7 +631,8 @@ pub fn drop_due_entry_if_due(ctx: &Context, slot: u16, member: &[u8], now: Milli
 pub fn census(ctx: &Context) -> (i64, i64) {
     let (mut users, mut devices) = (0i64, 0i64);
     for slot in 0..keys::SLOTS as u16 {
-        let entries = due_entries(ctx, slot, Millis::MAX, usize::MAX);
+        let key = Key::open(ctx, &string(&keys::due_key(slot)), false);
+        let entries = key.zset_range(ctx, f64::INFINITY, usize::MAX);
         let mut seen: Vec<&[u8]> = entries
             .iter()
             .filter_map(|(member, _)| keys::parse_due_member(member).map(|(user, _)| user))

@@ -203,15 +203,25 @@ fn sweep_slot(
         if due.is_empty() {
             break;
         }
-        for (member, _) in due {
-            let gone = match keys::parse_due_member(&member) {
-                Some((user, _)) => settle_user(ctx, user),
-                None => 0,
+        for entry in due {
+            // An entry no record explains goes too, so the loop always moves on.
+            let gone = match entry {
+                store::DueEntry::Device(member) => {
+                    let gone = match keys::parse_due_member(&member) {
+                        Some((user, _)) => settle_user(ctx, user),
+                        None => 0,
+                    };
+                    if gone == 0 {
+                        store::drop_due_entry_if_due(ctx, slot, &member, now);
+                    }
+                    gone
+                }
+                store::DueEntry::Timer(user) => {
+                    let gone = settle_user(ctx, &user);
+                    store::drop_timer_if_due(ctx, slot, &user, now);
+                    gone
+                }
             };
-            if gone == 0 {
-                // An entry no record explains goes too, so the loop always moves on.
-                store::drop_due_entry_if_due(ctx, slot, &member, now);
-            }
             spent += gone.max(1);
             removed += gone;
             if limits.reached(spent) {

@@ -490,7 +490,7 @@ fn the_key_layout_is_plain_redis_data() {
             .keys()
             .map(|k| String::from_utf8_lossy(k).into_owned())
             .collect();
-        assert_eq!(names.len(), 2, "{names:?}");
+        assert_eq!(names.len(), 3, "{names:?}");
         let (kind, fields, expire) = &snap[&b"presence:{alice}".to_vec()];
         assert_eq!(kind, "hash");
         let names: Vec<&[u8]> = fields.iter().map(|(f, _)| f.as_slice()).collect();
@@ -519,19 +519,24 @@ fn the_key_layout_is_plain_redis_data() {
             .find(|(k, _)| k.starts_with(b"presence:due:{"))
             .expect("due index");
         assert_eq!(due.1 .0, "zset");
-        // The device's deadline, and the user's own timer: going idle (away-after, 300000 ms).
         assert_eq!(
             due.1 .1,
-            vec![
-                (
-                    b"5:alice".to_vec(),
-                    (parts[0] + 300_000).to_string().into_bytes()
-                ),
-                (
-                    b"5:alice:phone".to_vec(),
-                    (parts[0] + 5000).to_string().into_bytes()
-                )
-            ]
+            vec![(
+                b"5:alice:phone".to_vec(),
+                (parts[0] + 5000).to_string().into_bytes()
+            )]
+        );
+        // The user's own timer: going idle (away-after, 300000 ms), in the slot's timers set.
+        let timers = snap
+            .iter()
+            .find(|(k, _)| k.starts_with(b"presence:timers:{"))
+            .expect("timers set");
+        assert_eq!(
+            timers.1 .1,
+            vec![(
+                b"alice".to_vec(),
+                (parts[0] + 300_000).to_string().into_bytes()
+            )]
         );
         assert_eq!(due.1 .2, -1);
         let devices = array(&run(&mut con, &["PRESENCE.DEVICES", "alice"]).unwrap());

@@ -175,7 +175,21 @@ fn check_reply(reply: &Value, args: &[Vec<u8>]) {
 fn check_consistency(con: &mut redis::Connection, external: bool) {
     let due_keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("presence:due:*").query(con).unwrap();
     let mut indexed: BTreeSet<(Vec<u8>, Vec<u8>)> = BTreeSet::new();
+    // Users with a timer of their own (going idle, a manual status ending).
     let mut timers: Vec<Vec<u8>> = Vec::new();
+    let timer_keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+        .arg("presence:timers:*")
+        .query(con)
+        .unwrap();
+    for key in &timer_keys {
+        let users: Vec<Vec<u8>> = redis::cmd("ZRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(-1)
+            .query(con)
+            .unwrap();
+        timers.extend(users);
+    }
     for key in &due_keys {
         let entries: Vec<(Vec<u8>, f64)> = redis::cmd("ZRANGE")
             .arg(key)
@@ -194,11 +208,6 @@ fn check_consistency(con: &mut redis::Connection, external: bool) {
                 .parse()
                 .unwrap();
             let user = member[colon + 1..colon + 1 + len].to_vec();
-            if member.len() == colon + 1 + len {
-                // The user's own timer (going idle, a manual status ending): a connected user's.
-                timers.push(user);
-                continue;
-            }
             assert_eq!(member[colon + 1 + len], b':');
             let device = member[colon + 2 + len..].to_vec();
             indexed.insert((user, device));
