@@ -13,6 +13,7 @@
 //! | `last_active`  | ms of the latest activity                   |
 //! | `dev:<id>`     | `<connected_at>:<ttl>`                      |
 //! | `meta:<id>`    | the device's META JSON text (when given)    |
+//! | `ctx:<id>`     | the conversation the device has open        |
 //!
 //! A device's deadline lives only in the due index, and its last heartbeat is the deadline minus
 //! its TTL, so a heartbeat rewrites one index entry and nothing else. Values are decimal text so the
@@ -33,6 +34,7 @@ pub const MANUAL_UNTIL: &[u8] = b"manual_until";
 pub const LAST_ACTIVE: &[u8] = b"last_active";
 const DEVICE_PREFIX: &[u8] = b"dev:";
 const META_PREFIX: &[u8] = b"meta:";
+const CONTEXT_PREFIX: &[u8] = b"ctx:";
 
 /// Field name to value, in a stable order.
 pub type Fields = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -70,7 +72,7 @@ pub fn device_field(id: &[u8]) -> Vec<u8> {
 }
 
 /// Builds a record from the hash's fields, fed one at a time as a scan yields them, and then each
-/// device's deadline. Copies only what it keeps (META only when asked for).
+/// device's deadline. Copies only what it keeps (META and contexts only when asked for).
 pub struct Decoder {
     record: Record,
     status: Option<Status>,
@@ -79,6 +81,7 @@ pub struct Decoder {
     manual_until: Option<Millis>,
     devices: Vec<(Vec<u8>, Millis, Millis)>,
     metas: Vec<(Vec<u8>, String)>,
+    contexts: Vec<(Vec<u8>, Vec<u8>)>,
     with_meta: bool,
 }
 
@@ -92,6 +95,7 @@ impl Decoder {
             manual_until: None,
             devices: Vec::new(),
             metas: Vec::new(),
+            contexts: Vec::new(),
             with_meta,
         }
     }
@@ -123,6 +127,10 @@ impl Decoder {
             if let (true, Ok(text)) = (self.with_meta, std::str::from_utf8(value)) {
                 self.metas.push((id.to_vec(), text.to_owned()));
             }
+        } else if let Some(id) = field.strip_prefix(CONTEXT_PREFIX) {
+            if self.with_meta {
+                self.contexts.push((id.to_vec(), value.to_vec()));
+            }
         }
     }
 
@@ -135,6 +143,7 @@ impl Decoder {
                     last_heartbeat: deadline.saturating_sub(ttl),
                     ttl,
                     meta: None,
+                    context: None,
                 };
                 self.record.devices.insert(id, device);
             }
@@ -142,6 +151,11 @@ impl Decoder {
         for (id, text) in self.metas {
             if let Some(device) = self.record.devices.get_mut(&id) {
                 device.meta = Some(text);
+            }
+        }
+        for (id, context) in self.contexts {
+            if let Some(device) = self.record.devices.get_mut(&id) {
+                device.context = Some(context);
             }
         }
         self.record.manual = self.manual.map(|status| Manual {
@@ -206,6 +220,9 @@ pub fn encode(record: &Record) -> Fields {
         );
         if let Some(meta) = &device.meta {
             fields.insert(prefixed(META_PREFIX, id), meta.clone().into_bytes());
+        }
+        if let Some(context) = &device.context {
+            fields.insert(prefixed(CONTEXT_PREFIX, id), context.clone());
         }
     }
     fields
@@ -275,6 +292,7 @@ mod tests {
         r.connect(b"phone", 1000, Some("{\"os\":\"ios\"}".into()), 100, 8)
             .unwrap();
         r.connect(b"a:b\0\xff", 2000, None, 200, 8).unwrap();
+        r.set_context(b"phone", Some(b"chat\0:1".to_vec()));
         r.last_seen = Some(50);
         r.events.clear();
         r
@@ -344,9 +362,14 @@ mod tests {
         let mut gone = after.clone();
         gone.disconnect(b"phone", 400);
         let c = changes(&after, &gone);
+        // The device leaves with its META and its context.
         assert_eq!(
             c.delete,
-            vec![b"dev:phone".to_vec(), b"meta:phone".to_vec()]
+            vec![
+                b"ctx:phone".to_vec(),
+                b"dev:phone".to_vec(),
+                b"meta:phone".to_vec()
+            ]
         );
         assert_eq!(c.set, vec![(b"last_seen".to_vec(), b"400".to_vec())]);
         assert_eq!(c.due_delete, vec![b"phone".to_vec()]);

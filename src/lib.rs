@@ -58,6 +58,8 @@ redis_module! {
         ["presence.sweep", commands::sweep::sweep, "write", 0, 0, 0, ""],
         ["presence.status", commands::status::status, "write deny-oom fast", 1, 1, 1, ""],
         ["presence.activity", commands::status::activity, "write deny-oom fast", 1, 1, 1, ""],
+        ["presence.context", commands::status::context, "write deny-oom fast", 1, 1, 1, ""],
+        ["presence.incontext", commands::status::in_context, "readonly fast", 1, 1, 1, ""],
     ],
     configurations: [
         i64: [

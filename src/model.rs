@@ -23,6 +23,8 @@ pub struct Device {
     pub ttl: Millis,
     /// Application metadata: the text of a JSON object.
     pub meta: Option<String>,
+    /// The conversation or screen the device has open (PRESENCE.CONTEXT).
+    pub context: Option<Vec<u8>>,
 }
 
 impl Device {
@@ -381,6 +383,7 @@ impl Record {
                 last_heartbeat: now,
                 ttl,
                 meta,
+                context: None,
             },
         );
         self.last_active = Some(now);
@@ -418,6 +421,24 @@ impl Record {
         self.last_seen = Some(self.last_seen.map_or(now, |seen| seen.max(now)));
         self.changed(Reason::Disconnect, device, now, now);
         Some(self.devices.len())
+    }
+
+    /// Records which conversation (or screen) a connected device has open (`None`: none).
+    /// Expects a settled record. Returns false, changing nothing, when the device is not connected.
+    pub fn set_context(&mut self, device: &[u8], context: Option<Vec<u8>>) -> bool {
+        match self.devices.get_mut(device) {
+            Some(d) => {
+                d.context = context;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether any device connected at `now` has `context` open.
+    pub fn in_context(&self, context: &[u8], now: Millis) -> bool {
+        self.live_devices(now)
+            .any(|(_, d)| d.context.as_deref() == Some(context))
     }
 
     /// Records activity (a message sent, typing, the app in the foreground). Expects a settled
@@ -791,6 +812,7 @@ mod tests {
             last_heartbeat: Millis::MAX - 1,
             ttl: Millis::MAX,
             meta: None,
+            context: None,
         };
         assert_eq!(d.deadline(), Millis::MAX);
         let mut r = Record::default();
@@ -970,5 +992,23 @@ mod tests {
             settled.settle(now);
             assert_eq!(settled.view(now), r.view(now), "at {now}");
         }
+    }
+
+    #[test]
+    fn a_context_belongs_to_a_connected_device_and_leaves_with_it() {
+        let mut r = Record::default();
+        r.connect(b"phone", 1000, None, 0, MAX).unwrap();
+        r.connect(b"web", 5000, None, 0, MAX).unwrap();
+        assert!(r.set_context(b"phone", Some(b"chat:42".to_vec())));
+        assert!(!r.set_context(b"tablet", Some(b"chat:42".to_vec())));
+        assert!(r.in_context(b"chat:42", 500));
+        assert!(!r.in_context(b"chat:7", 500));
+        // Past its deadline the device is gone, and its context with it.
+        assert!(!r.in_context(b"chat:42", 1000));
+        assert!(r.set_context(b"web", Some(b"chat:7".to_vec())));
+        r.disconnect(b"web", 600);
+        assert!(!r.in_context(b"chat:7", 600));
+        assert!(r.set_context(b"phone", None));
+        assert!(!r.in_context(b"chat:42", 700));
     }
 }

@@ -95,7 +95,7 @@ fn replies_are_maps_under_resp3_and_flat_arrays_under_resp2() {
             "{resp2:?}"
         );
         let devices2 = run(&mut con2, &["PRESENCE.DEVICES", &user]).unwrap();
-        assert!(matches!(&array(&devices2)[0], Value::Array(a) if a.len() == 10));
+        assert!(matches!(&array(&devices2)[0], Value::Array(a) if a.len() == 12));
 
         let mut con3 = srv.con3();
         let resp3 = run(&mut con3, &["PRESENCE.GET", &user]).unwrap();
@@ -105,7 +105,7 @@ fn replies_are_maps_under_resp3_and_flat_arrays_under_resp2() {
         );
         assert_eq!(map(&resp3), map(&resp2));
         let devices3 = run(&mut con3, &["PRESENCE.DEVICES", &user]).unwrap();
-        assert!(matches!(&array(&devices3)[0], Value::Map(m) if m.len() == 5));
+        assert!(matches!(&array(&devices3)[0], Value::Map(m) if m.len() == 6));
         assert_eq!(map(&array(&devices3)[0]), map(&array(&devices2)[0]));
         // BULK rows stay arrays in both protocols.
         let bulk3 = run(&mut con3, &["PRESENCE.BULK", &user]).unwrap();
@@ -143,7 +143,8 @@ fn devices_lists_each_connected_device_with_its_times_and_meta() {
                 "connected_at",
                 "last_heartbeat",
                 "expires_at",
-                "meta"
+                "meta",
+                "context"
             ]
         );
         let phone = map(&rows[0]);

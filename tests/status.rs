@@ -233,3 +233,45 @@ fn bad_status_input_is_refused_and_changes_nothing() {
         assert_eq!(snapshot(&mut con), before);
     });
 }
+
+#[test]
+fn a_context_is_open_on_a_connected_device_until_it_leaves() {
+    on_each_server(&["sweep-interval", "20"], |srv| {
+        let mut con = srv.con();
+        let user = unique("ctx");
+        run(&mut con, &["PRESENCE.ONLINE", &user, "phone", "TTL", "300"]).unwrap();
+        run(&mut con, &["PRESENCE.ONLINE", &user, "web"]).unwrap();
+        let incontext = |con: &mut redis::Connection, c: &str| {
+            int(&run(con, &["PRESENCE.INCONTEXT", &user, c]).unwrap())
+        };
+        assert_eq!(incontext(&mut con, "chat:42"), 0);
+        assert_eq!(
+            run(&mut con, &["PRESENCE.CONTEXT", &user, "phone", "chat:42"]).unwrap(),
+            Value::Okay
+        );
+        run(&mut con, &["PRESENCE.CONTEXT", &user, "web", "settings"]).unwrap();
+        assert_eq!(incontext(&mut con, "chat:42"), 1);
+        assert_eq!(incontext(&mut con, "chat:7"), 0);
+        let rows = array(&run(&mut con, &["PRESENCE.DEVICES", &user]).unwrap());
+        let contexts: Vec<Value> = rows.iter().map(|r| map(r)["context"].clone()).collect();
+        assert_eq!(
+            contexts,
+            vec![
+                Value::BulkString(b"chat:42".to_vec()),
+                Value::BulkString(b"settings".to_vec())
+            ]
+        );
+        // NONE closes it; a device that leaves or times out takes its context with it.
+        run(&mut con, &["PRESENCE.CONTEXT", &user, "web", "NONE"]).unwrap();
+        assert_eq!(incontext(&mut con, "settings"), 0);
+        assert!(wait_until(WAIT, || incontext(&mut con, "chat:42") == 0));
+        assert_eq!(int(&get(&mut con, &user)["devices"]), 1);
+        // A device that is not connected has no context to set.
+        let e = run(&mut con, &["PRESENCE.CONTEXT", &user, "phone", "chat:42"]).unwrap_err();
+        assert_eq!(e, "ERR device is not connected");
+        let e = run(&mut con, &["PRESENCE.CONTEXT", &user, "web", ""]).unwrap_err();
+        assert!(e.contains("context id must be 1 to 512 bytes"), "{e}");
+        let e = run(&mut con, &["PRESENCE.INCONTEXT", &user]).unwrap_err();
+        assert!(e.contains("wrong number of arguments"), "{e}");
+    });
+}

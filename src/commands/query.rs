@@ -78,6 +78,12 @@ pub fn devices(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
                         .as_ref()
                         .map_or(Reply::Nil, |m| Reply::Bulk(m.clone().into_bytes())),
                 ),
+                (
+                    "context",
+                    d.context
+                        .as_ref()
+                        .map_or(Reply::Nil, |c| Reply::Bulk(c.clone())),
+                ),
             ])
         })
         .collect();

@@ -1,7 +1,8 @@
-//! PRESENCE.STATUS and PRESENCE.ACTIVITY: what the user says, and what the user does.
+//! PRESENCE.STATUS, ACTIVITY, CONTEXT and INCONTEXT: what the user says, does and has open.
 
 use super::arguments;
 use crate::model::Manual;
+use crate::reply::Reply;
 use crate::{args, store};
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
@@ -40,4 +41,36 @@ pub fn activity(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     write.record.activity(now);
     write.commit(ctx);
     Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+/// `PRESENCE.CONTEXT user device (context|NONE)`: records which conversation (or screen) the
+/// connected device has open; OK.
+pub fn context(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let argv = arguments(ctx, &args, 3)?;
+    let [user, device, context] = argv[..] else {
+        return Err(RedisError::WrongArity);
+    };
+    let (user, device) = (args::id("user", user)?, args::id("device", device)?);
+    let context = if context.eq_ignore_ascii_case(b"NONE") {
+        None
+    } else {
+        Some(args::id("context", context)?.to_vec())
+    };
+    let mut write = store::UserWrite::open(ctx, user)?;
+    if !write.record.set_context(device, context) {
+        return Err(RedisError::Str("ERR device is not connected"));
+    }
+    write.commit(ctx);
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+/// `PRESENCE.INCONTEXT user context`: 1 if any connected device of the user has it open, else 0.
+pub fn in_context(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let argv = arguments(ctx, &args, 2)?;
+    let [user, context] = argv[..] else {
+        return Err(RedisError::WrongArity);
+    };
+    let (user, context) = (args::id("user", user)?, args::id("context", context)?);
+    let record = store::read_user(ctx, user, true)?;
+    Reply::Int(i64::from(record.in_context(context, store::now()))).send(ctx)
 }
