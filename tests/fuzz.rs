@@ -80,7 +80,7 @@ fn meta(rng: &mut Rng) -> Vec<u8> {
 
 /// One random call.
 fn call(rng: &mut Rng) -> Vec<Vec<u8>> {
-    let name: &[u8] = match rng.below(19) {
+    let name: &[u8] = match rng.below(21) {
         0..=3 => b"PRESENCE.ONLINE",
         4..=7 => b"PRESENCE.HEARTBEAT",
         8..=9 => b"PRESENCE.OFFLINE",
@@ -91,6 +91,8 @@ fn call(rng: &mut Rng) -> Vec<Vec<u8>> {
         14 => b"presence.online",
         15 | 16 => b"PRESENCE.STATUS",
         17 => b"PRESENCE.ACTIVITY",
+        18 => b"PRESENCE.CONTEXT",
+        19 => b"PRESENCE.INCONTEXT",
         _ => b"PRESENCE.HEARTBEAT",
     };
     let mut args = vec![name.to_vec()];
@@ -101,6 +103,7 @@ fn call(rng: &mut Rng) -> Vec<Vec<u8>> {
             b"PRESENCE.BULK" => 1 + rng.below(8) as usize,
             b"PRESENCE.SWEEP" => 0,
             b"PRESENCE.ACTIVITY" => 1 + rng.below(2) as usize,
+            b"PRESENCE.CONTEXT" => 3,
             _ => 2,
         },
     };

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use presence::model::{Record, Status};
+use presence::model::{Manual, Record, Status};
 use presence::{args, codec};
 
 fn parsing(data: &[u8]) {
@@ -35,12 +35,13 @@ fn parsing(data: &[u8]) {
 fn model(data: &[u8]) {
     let mut record = Record {
         device_events: data.first().is_some_and(|b| b & 1 == 1),
+        away_after: data.get(1).map_or(0, |b| i64::from(*b) * 13),
         ..Record::default()
     };
     let mut now: i64 = 1_700_000_000_000;
     let mut last_seq = 0;
     for step in data.chunks(3) {
-        let op = step[0] % 6;
+        let op = step[0] % 10;
         let device = [b'a' + step.get(1).copied().unwrap_or(0) % 5];
         let jump = i64::from(step.get(2).copied().unwrap_or(0)) * 7;
         now += jump;
@@ -65,6 +66,25 @@ fn model(data: &[u8]) {
             4 => {
                 let _ = record.disconnect(&device, now);
             }
+            5 => record.activity(now),
+            6 | 7 => {
+                let statuses = [
+                    Status::Online,
+                    Status::Away,
+                    Status::Busy,
+                    Status::Dnd,
+                    Status::Invisible,
+                ];
+                let manual = (op == 6).then(|| Manual {
+                    status: statuses[usize::from(step[0] / 10) % statuses.len()],
+                    message: None,
+                    until: (jump % 2 == 0).then_some(now + jump * 5),
+                });
+                record.set_manual(manual, now);
+            }
+            8 => {
+                record.set_context(&device, Some(vec![step[0]]));
+            }
             _ => {}
         }
 
@@ -76,8 +96,18 @@ fn model(data: &[u8]) {
         assert!(record.devices.len() <= 3);
 
         let view = record.view(now);
-        assert_eq!(view.status == Status::Online, view.devices > 0);
+        assert_eq!(view.status == Status::Offline, view.devices == 0);
         assert_eq!(view.devices, record.live_count(now));
+        let mut settled = record.clone();
+        settled.settle(now);
+        assert_eq!(view.manual, settled.manual.is_some());
+        for event in &record.events {
+            assert_ne!(
+                event.status,
+                Status::Invisible,
+                "events show what others see"
+            );
+        }
 
         let due = codec::deadlines(&record);
         let fields = codec::encode(&record);
@@ -87,6 +117,7 @@ fn model(data: &[u8]) {
         );
         let mut expected = record.clone();
         expected.device_events = false;
+        expected.away_after = 0;
         assert_eq!(back, expected, "the stored form must round-trip");
     }
 }
