@@ -11,6 +11,7 @@
 //! | `message`      | its custom message                          |
 //! | `manual_until` | ms when it returns to automatic             |
 //! | `last_active`  | ms of the latest activity                   |
+//! | `leaving`      | `<ms>:<disconnect|timeout>:<device>`: the last device left, grace running |
 //! | `dev:<id>`     | `<connected_at>:<ttl>`                      |
 //! | `meta:<id>`    | the device's META JSON text (when given)    |
 //! | `ctx:<id>`     | the conversation the device has open        |
@@ -21,7 +22,7 @@
 //! ignores fields it does not know or cannot read (and devices without a deadline), so a hash
 //! edited by hand never makes a command fail.
 
-use crate::model::{Device, Manual, Millis, Record, Status};
+use crate::model::{Device, Leaving, Manual, Millis, Reason, Record, Status};
 use std::collections::BTreeMap;
 
 pub const SINCE: &[u8] = b"since";
@@ -32,6 +33,7 @@ pub const MANUAL: &[u8] = b"manual";
 pub const MESSAGE: &[u8] = b"message";
 pub const MANUAL_UNTIL: &[u8] = b"manual_until";
 pub const LAST_ACTIVE: &[u8] = b"last_active";
+pub const LEAVING: &[u8] = b"leaving";
 const DEVICE_PREFIX: &[u8] = b"dev:";
 const META_PREFIX: &[u8] = b"meta:";
 const CONTEXT_PREFIX: &[u8] = b"ctx:";
@@ -64,6 +66,21 @@ pub fn parse_device_value(value: &[u8]) -> Option<(Millis, Millis)> {
         return None;
     }
     Some((connected_at, ttl))
+}
+
+fn parse_leaving(value: &[u8]) -> Option<Leaving> {
+    let mut parts = value.splitn(3, |&b| b == b':');
+    let at = parse_millis(parts.next()?)?;
+    let reason = match parts.next()? {
+        b"disconnect" => Reason::Disconnect,
+        b"timeout" => Reason::Timeout,
+        _ => return None,
+    };
+    Some(Leaving {
+        at,
+        reason,
+        device: parts.next()?.to_vec(),
+    })
 }
 
 /// The name of a device's field.
@@ -119,6 +136,8 @@ impl Decoder {
             self.manual_until = parse_millis(value);
         } else if field == LAST_ACTIVE {
             self.record.last_active = parse_millis(value);
+        } else if field == LEAVING {
+            self.record.leaving = parse_leaving(value);
         } else if let Some(id) = field.strip_prefix(DEVICE_PREFIX) {
             if let Some((connected_at, ttl)) = parse_device_value(value) {
                 self.devices.push((id.to_vec(), connected_at, ttl));
@@ -164,8 +183,10 @@ impl Decoder {
             until: self.manual_until,
         });
         // The stored status, unless the devices say otherwise (a hand-edited record): no device
-        // is offline, and devices with no stored status are online.
+        // (outside a grace period) is offline, and devices with no stored status are online.
         self.record.status = match (self.status, self.record.devices.is_empty()) {
+            // Within a grace period the user keeps their status with no device.
+            (Some(status), true) if self.record.leaving.is_some() => status,
             (_, true) => Status::Offline,
             (None | Some(Status::Offline), false) => Status::Online,
             (Some(status), false) => status,
@@ -212,6 +233,11 @@ pub fn encode(record: &Record) -> Fields {
     }
     if let Some(active) = record.last_active {
         fields.insert(LAST_ACTIVE.to_vec(), active.to_string().into_bytes());
+    }
+    if let Some(leaving) = &record.leaving {
+        let mut value = format!("{}:{}:", leaving.at, leaving.reason.as_str()).into_bytes();
+        value.extend_from_slice(&leaving.device);
+        fields.insert(LEAVING.to_vec(), value);
     }
     for (id, device) in &record.devices {
         fields.insert(
@@ -380,5 +406,20 @@ mod tests {
         // The user went offline: an event, so seq moves on from the first connect's 1.
         assert!(c.set.contains(&(b"seq".to_vec(), b"2".to_vec())), "{c:?}");
         assert!(changes(&gone, &gone).is_empty());
+    }
+
+    #[test]
+    fn a_departure_in_grace_round_trips() {
+        let mut r = Record {
+            grace: 1000,
+            ..Record::default()
+        };
+        r.connect(b"d:1", 5000, None, 0, 8).unwrap();
+        r.disconnect(b"d:1", 100);
+        r.events.clear();
+        assert_eq!(encode(&r)[&b"leaving".to_vec()], b"100:disconnect:d:1");
+        let mut back = round_trip(&r);
+        back.grace = 1000;
+        assert_eq!(back, r);
     }
 }

@@ -34,6 +34,10 @@ pub const SWEEP_BUDGET_MAX: i64 = 1_000_000;
 
 pub const EVENTS_CHANNEL_DEFAULT: &str = "presence:events";
 
+pub const GRACE_DEFAULT: i64 = 0;
+pub const GRACE_MIN: i64 = 0;
+pub const GRACE_MAX: i64 = 600_000;
+
 pub const AWAY_AFTER_DEFAULT: i64 = 300_000;
 pub const AWAY_AFTER_MIN: i64 = 0;
 pub const AWAY_AFTER_MAX: i64 = 30 * DAY;
@@ -53,7 +57,8 @@ pub static MAX_BULK: AtomicI64 = AtomicI64::new(MAX_BULK_DEFAULT);
 
 /// The numeric settings and their ranges, for checking module arguments: the server range-checks
 /// `CONFIG SET`, but takes load-time values as defaults without checking them.
-pub const RANGES: [(&str, i64, i64); 8] = [
+pub const RANGES: [(&str, i64, i64); 9] = [
+    ("grace", GRACE_MIN, GRACE_MAX),
     ("away-after", AWAY_AFTER_MIN, AWAY_AFTER_MAX),
     ("timeout", TIMEOUT_MIN, TIMEOUT_MAX),
     ("retention", RETENTION_MIN, RETENTION_MAX),
@@ -103,6 +108,8 @@ pub fn check_module_args(args: &[&[u8]]) -> Result<(), String> {
     Ok(())
 }
 
+/// How long the offline transition waits after the last device left (ms; 0: not at all).
+pub static GRACE: AtomicI64 = AtomicI64::new(GRACE_DEFAULT);
 /// After how long without activity a connected user is away (ms; 0: never).
 pub static AWAY_AFTER: AtomicI64 = AtomicI64::new(AWAY_AFTER_DEFAULT);
 /// How often the sweep runs (ms).
@@ -118,6 +125,10 @@ pub static DEVICE_EVENTS: AtomicBool = AtomicBool::new(false);
 pub static EVENTS_STREAM: LazyLock<Mutex<String>> = LazyLock::new(|| Mutex::new(String::new()));
 /// Approximate length the events stream is trimmed to.
 pub static EVENTS_STREAM_MAXLEN: AtomicI64 = AtomicI64::new(STREAM_MAXLEN_DEFAULT);
+
+pub fn grace() -> Millis {
+    GRACE.load(Ordering::Relaxed)
+}
 
 pub fn away_after() -> Millis {
     AWAY_AFTER.load(Ordering::Relaxed)

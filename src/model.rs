@@ -48,6 +48,16 @@ pub struct Manual {
     pub until: Option<Millis>,
 }
 
+/// The departure of a user's last device, waiting for its grace period to end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leaving {
+    /// When the last device left.
+    pub at: Millis,
+    /// How it left: `Disconnect` or `Timeout`.
+    pub reason: Reason,
+    pub device: Vec<u8>,
+}
+
 /// Everything stored about one user.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
@@ -63,6 +73,9 @@ pub struct Record {
     pub manual: Option<Manual>,
     /// The latest activity (connecting, PRESENCE.ACTIVITY, HEARTBEAT ACTIVE).
     pub last_active: Option<Millis>,
+    /// The last device left and the user goes offline when `grace` has passed, unless a device
+    /// connects first.
+    pub leaving: Option<Leaving>,
     /// The number of the latest event announced for this user.
     pub seq: u64,
     /// Policy set by the caller, not stored: whether changes of a user who stays online (a device
@@ -70,6 +83,8 @@ pub struct Record {
     /// is away (0: never).
     pub device_events: bool,
     pub away_after: Millis,
+    /// How long the offline transition waits after the last device left (flap suppression).
+    pub grace: Millis,
     /// Events announced by the transitions since the record was loaded, oldest first. Not stored.
     pub events: Vec<Event>,
 }
@@ -83,9 +98,11 @@ impl Default for Record {
             since: None,
             manual: None,
             last_active: None,
+            leaving: None,
             seq: 0,
             device_events: false,
             away_after: 0,
+            grace: 0,
             events: Vec::new(),
         }
     }
@@ -204,6 +221,7 @@ enum Due {
     Device(Vec<u8>),
     ManualEnds,
     Idle,
+    GraceEnds,
 }
 
 impl Record {
@@ -215,6 +233,7 @@ impl Record {
             && self.seq == 0
             && self.manual.is_none()
             && self.last_active.is_none()
+            && self.leaving.is_none()
     }
 
     /// Devices connected at `now`, in id order.
@@ -248,7 +267,11 @@ impl Record {
     /// else away once idle, else online.
     fn status_at(&self, now: Millis) -> Status {
         if self.devices.is_empty() {
-            Status::Offline
+            // Within the grace period the user keeps the status they had.
+            match self.grace_ends() {
+                Some(end) if now < end => self.status,
+                _ => Status::Offline,
+            }
         } else if let Some(manual) = &self.manual {
             manual.status
         } else if self.idle_at().is_some_and(|idle| idle <= now) {
@@ -258,25 +281,32 @@ impl Record {
         }
     }
 
-    /// The next moment something changes with time: a device's deadline, the end of the manual
-    /// status, or going idle (only while the user is not away yet).
+    /// When the grace period of the last device's departure ends.
+    fn grace_ends(&self) -> Option<Millis> {
+        self.leaving
+            .as_ref()
+            .map(|l| l.at.saturating_add(self.grace))
+    }
+
+    /// The next moment something changes with time: a device's deadline, or the user's own timer.
     pub fn next_change(&self) -> Option<Millis> {
         self.devices
             .values()
             .map(Device::deadline)
-            .chain(self.manual.as_ref().and_then(|m| m.until))
-            .chain(self.idle_at().filter(|_| self.status != Status::Away))
+            .chain(self.user_timer())
             .min()
     }
 
-    /// The moment the user-level timer fires: the end of the manual status or going idle (device
-    /// deadlines have entries of their own in the due index).
+    /// The moment the user-level timer fires: the end of the manual status, going idle (only
+    /// while not away yet), or the end of a grace period (device deadlines have entries of their
+    /// own in the due index).
     pub fn user_timer(&self) -> Option<Millis> {
         self.manual
             .as_ref()
             .and_then(|m| m.until)
             .into_iter()
             .chain(self.idle_at().filter(|_| self.status != Status::Away))
+            .chain(self.grace_ends())
             .min()
     }
 
@@ -327,6 +357,9 @@ impl Record {
                     consider(idle, Due::Idle);
                 }
             }
+            if let Some(end) = self.grace_ends() {
+                consider(end, Due::GraceEnds);
+            }
             let Some((at, due)) = next else {
                 return removed;
             };
@@ -338,6 +371,7 @@ impl Record {
                                 seen.max(device.last_heartbeat)
                             }));
                         removed += 1;
+                        self.left(Reason::Timeout, &id, at);
                         // Offline by timeout: since the last heartbeat, as last_seen says.
                         let since = self.last_seen.unwrap_or(at);
                         self.changed(Reason::Timeout, &id, at, since);
@@ -348,6 +382,12 @@ impl Record {
                     self.changed(Reason::Expired, b"", at, at);
                 }
                 Due::Idle => self.changed(Reason::Idle, b"", at, at),
+                Due::GraceEnds => {
+                    if let Some(leaving) = self.leaving.take() {
+                        let since = self.last_seen.unwrap_or(leaving.at);
+                        self.changed(leaving.reason, &leaving.device, at, since);
+                    }
+                }
             }
         }
     }
@@ -376,6 +416,8 @@ impl Record {
         if self.devices.len() >= max_devices {
             return Err(Refusal::TooManyDevices(self.devices.len()));
         }
+        // Back within the grace period: the departure never happened for anyone else.
+        self.leaving = None;
         self.devices.insert(
             device.to_vec(),
             Device {
@@ -419,8 +461,21 @@ impl Record {
     pub fn disconnect(&mut self, device: &[u8], now: Millis) -> Option<usize> {
         self.devices.remove(device)?;
         self.last_seen = Some(self.last_seen.map_or(now, |seen| seen.max(now)));
+        self.left(Reason::Disconnect, device, now);
         self.changed(Reason::Disconnect, device, now, now);
         Some(self.devices.len())
+    }
+
+    /// A device left at `at`: when it was the last and a grace period applies, the offline
+    /// transition waits for it to end.
+    fn left(&mut self, reason: Reason, device: &[u8], at: Millis) {
+        if self.devices.is_empty() && self.grace > 0 && self.status != Status::Offline {
+            self.leaving = Some(Leaving {
+                at,
+                reason,
+                device: device.to_vec(),
+            });
+        }
     }
 
     /// Records which conversation (or screen) a connected device has open (`None`: none).
@@ -471,7 +526,11 @@ impl Record {
             if status.public() == prev.public() {
                 return; // invisible came or went while offline: nothing anyone can see
             }
-        } else if !(device_change && self.device_events && status.public() != Status::Offline) {
+        } else if !(device_change
+            && self.device_events
+            && status.public() != Status::Offline
+            && (devices > 0 || self.leaving.is_none()))
+        {
             return;
         }
         self.seq += 1;
@@ -1010,5 +1069,61 @@ mod tests {
         assert!(!r.in_context(b"chat:7", 600));
         assert!(r.set_context(b"phone", None));
         assert!(!r.in_context(b"chat:42", 700));
+    }
+
+    fn with_grace(ms: Millis) -> Record {
+        Record {
+            grace: ms,
+            ..Record::default()
+        }
+    }
+
+    #[test]
+    fn a_device_back_within_grace_publishes_nothing_and_keeps_since() {
+        let mut r = with_grace(500);
+        r.connect(b"d", 60_000, None, 0, MAX).unwrap();
+        r.disconnect(b"d", 100);
+        // Reads during the grace period show the user still online.
+        assert_eq!(r.view(300).status, Status::Online);
+        assert_eq!(r.user_timer(), Some(600));
+        r.settle(400);
+        r.connect(b"d", 60_000, None, 400, MAX).unwrap();
+        assert_eq!(events(&mut r), vec![("online", "offline", "connect", 0)]);
+        assert_eq!(r.view(2000).since, Some(0));
+        assert!(r.leaving.is_none());
+    }
+
+    #[test]
+    fn without_a_return_the_user_goes_offline_when_grace_ends() {
+        let mut r = with_grace(500);
+        r.connect(b"d", 60_000, None, 0, MAX).unwrap();
+        r.disconnect(b"d", 100);
+        assert_eq!(r.view(600).status, Status::Offline);
+        r.settle(700);
+        let e = &r.events[1];
+        assert_eq!(
+            (e.status, e.reason, e.ts, e.last_seen),
+            (Status::Offline, Reason::Disconnect, 600, Some(100))
+        );
+        assert_eq!(
+            r.view(700).since,
+            Some(100),
+            "offline since the moment the last device left"
+        );
+        assert_eq!(r.view(700).last_seen, Some(100));
+    }
+
+    #[test]
+    fn a_timeout_waits_for_grace_too() {
+        let mut r = with_grace(500);
+        r.connect(b"d", 1000, None, 0, MAX).unwrap();
+        r.settle(1200);
+        assert_eq!(r.view(1200).status, Status::Online);
+        r.settle(1600);
+        let e = &r.events[1];
+        assert_eq!(
+            (e.status, e.reason, e.ts, e.last_seen),
+            (Status::Offline, Reason::Timeout, 1500, Some(0))
+        );
     }
 }

@@ -328,6 +328,7 @@ impl UserKeys {
         });
         record.device_events = config::device_events();
         record.away_after = config::away_after();
+        record.grace = config::grace();
         record
     }
 }

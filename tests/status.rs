@@ -275,3 +275,38 @@ fn a_context_is_open_on_a_connected_device_until_it_leaves() {
         assert!(e.contains("wrong number of arguments"), "{e}");
     });
 }
+
+#[test]
+fn a_user_back_within_grace_never_flickers() {
+    on_each_server(&["grace", "300", "sweep-interval", "20"], |srv| {
+        let user = unique("flap");
+        let mut global = Subscriber::new(srv, "SUBSCRIBE", &[b"presence:events"]);
+        let mut con = srv.con();
+        run(&mut con, &["PRESENCE.ONLINE", &user, "d"]).unwrap();
+        let since = int(&get(&mut con, &user)["since"]);
+        // A page refresh: the device leaves and comes back within the grace period.
+        run(&mut con, &["PRESENCE.OFFLINE", &user, "d"]).unwrap();
+        assert_eq!(text(&get(&mut con, &user)["status"]), "online");
+        run(&mut con, &["PRESENCE.ONLINE", &user, "d"]).unwrap();
+        assert_eq!(int(&get(&mut con, &user)["since"]), since);
+        // Now it leaves for good: offline when the grace period ends, as of the departure.
+        run(&mut con, &["PRESENCE.OFFLINE", &user, "d"]).unwrap();
+        let left = int(&get(&mut con, &user)["last_seen"]);
+        assert!(wait_until(WAIT, || text(&get(&mut con, &user)["status"]) == "offline"));
+        let got = global.take(2, WAIT);
+        assert_eq!(
+            got.iter().map(summary).collect::<Vec<_>>(),
+            vec![
+                s("online", "offline", "connect"),
+                s("offline", "online", "disconnect")
+            ]
+        );
+        assert_eq!(got[1].int("last_seen"), left);
+        assert_eq!(got[1].int("ts"), left + 300);
+        assert_eq!(
+            got[1].int("seq"),
+            2,
+            "nothing was published for the refresh"
+        );
+    });
+}

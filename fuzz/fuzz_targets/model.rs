@@ -36,6 +36,7 @@ fn model(data: &[u8]) {
     let mut record = Record {
         device_events: data.first().is_some_and(|b| b & 1 == 1),
         away_after: data.get(1).map_or(0, |b| i64::from(*b) * 13),
+        grace: data.get(2).map_or(0, |b| i64::from(*b % 4) * 200),
         ..Record::default()
     };
     let mut now: i64 = 1_700_000_000_000;
@@ -96,10 +97,12 @@ fn model(data: &[u8]) {
         assert!(record.devices.len() <= 3);
 
         let view = record.view(now);
-        assert_eq!(view.status == Status::Offline, view.devices == 0);
-        assert_eq!(view.devices, record.live_count(now));
         let mut settled = record.clone();
         settled.settle(now);
+        // Offline means no device; no device means offline, except within a grace period.
+        assert!(view.status != Status::Offline || view.devices == 0);
+        assert!(view.devices > 0 || view.status == Status::Offline || settled.leaving.is_some());
+        assert_eq!(view.devices, record.live_count(now));
         assert_eq!(view.manual, settled.manual.is_some());
         for event in &record.events {
             assert_ne!(
@@ -118,6 +121,7 @@ fn model(data: &[u8]) {
         let mut expected = record.clone();
         expected.device_events = false;
         expected.away_after = 0;
+        expected.grace = 0;
         assert_eq!(back, expected, "the stored form must round-trip");
     }
 }
