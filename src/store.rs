@@ -596,26 +596,11 @@ pub fn next_due(ctx: &Context, slot: u16) -> Option<Millis> {
         .min()
 }
 
-/// Removes a user from the slot's timers set if their timer is still due at `now` (one that no
-/// record explains: the user's hash was deleted or overwritten by hand).
-pub fn drop_timer_if_due(ctx: &Context, slot: u16, user: &[u8], now: Millis) {
-    let name = string(&keys::timers_key(slot));
-    let key = Key::open(ctx, &name, true);
-    let member = string(user);
-    if key
-        .zset_score(&member)
-        .is_some_and(|score| score as Millis <= now)
-    {
-        key.zset_rem(&member);
-        ctx.replicate("ZREM", &[&name, &member]);
-        ctx.notify_keyspace_event(NotifyEvent::ZSET, "zrem", &name);
-    }
-}
-
-/// Removes an entry of the slot's due index if it is still due at `now`: one that no record
-/// explains (a malformed member, or one whose user's hash was deleted or overwritten by hand).
-pub fn drop_due_entry_if_due(ctx: &Context, slot: u16, member: &[u8], now: Millis) {
-    let name = string(&keys::due_key(slot));
+/// Removes `member` from the sorted set `name` (a slot's due index or timers set) if it is still
+/// due at `now`: an entry that no record explains (a malformed member, or one whose user's hash
+/// was deleted or overwritten by hand), which the sweep would otherwise meet again and again.
+pub fn drop_entry_if_due(ctx: &Context, name: &[u8], member: &[u8], now: Millis) {
+    let name = string(name);
     let key = Key::open(ctx, &name, true);
     let member = string(member);
     if key

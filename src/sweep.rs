@@ -212,13 +212,13 @@ fn sweep_slot(
                         None => 0,
                     };
                     if gone == 0 {
-                        store::drop_due_entry_if_due(ctx, slot, &member, now);
+                        store::drop_entry_if_due(ctx, &keys::due_key(slot), &member, now);
                     }
                     gone
                 }
                 store::DueEntry::Timer(user) => {
                     let gone = settle_user(ctx, &user);
-                    store::drop_timer_if_due(ctx, slot, &user, now);
+                    store::drop_entry_if_due(ctx, &keys::timers_key(slot), &user, now);
                     gone
                 }
             };
