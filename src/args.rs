@@ -2,7 +2,7 @@
 //!
 //! Every check happens here, before a command touches a key, so a refused command changes nothing.
 
-use crate::model::{Millis, Status};
+use crate::model::{Audience, Millis, Status};
 
 /// Ids (users, devices) are binary-safe strings of 1 to this many bytes.
 pub const MAX_ID_LEN: usize = 512;
@@ -287,6 +287,37 @@ pub fn user_and_device<'a, 'b>(args: &'b [&'a [u8]]) -> Parsed<UserDevice<'a, 'b
     }
 }
 
+/// `[VIEWER v]` before the rest of the arguments: the viewer, if any, and the arguments after it.
+pub fn viewer<'a, 'b>(args: &'b [&'a [u8]]) -> Parsed<(Option<&'a [u8]>, &'b [&'a [u8]])> {
+    match args {
+        [option, viewer, rest @ ..] if option.eq_ignore_ascii_case(b"VIEWER") => {
+            Ok((Some(id("viewer", viewer)?), rest))
+        }
+        [option] if option.eq_ignore_ascii_case(b"VIEWER") => {
+            Err(ArgError::new("VIEWER needs a value"))
+        }
+        _ => Ok((None, args)),
+    }
+}
+
+/// The rules given to PRESENCE.PRIVACY: `[ONLINE rule] [LASTSEEN rule]`.
+pub fn privacy_rules(args: &[&[u8]]) -> Parsed<(Option<Audience>, Option<Audience>)> {
+    let mut rules = (None, None);
+    for (option, value) in options(args, &["ONLINE", "LASTSEEN"])? {
+        let audience = Audience::parse(value).ok_or_else(|| {
+            ArgError::new(format_args!(
+                "{option} must be everyone, contacts or nobody, got '{}'",
+                shown(value)
+            ))
+        })?;
+        match option {
+            "ONLINE" => rules.0 = Some(audience),
+            _ => rules.1 = Some(audience),
+        }
+    }
+    Ok(rules)
+}
+
 /// The users of PRESENCE.BULK: at least one, at most `max_bulk`.
 pub fn bulk_users<'a>(args: &[&'a [u8]], max_bulk: usize) -> Parsed<Vec<&'a [u8]>> {
     if args.len() > max_bulk {
@@ -418,6 +449,23 @@ mod tests {
         assert!(err(set_status(&[b"u", b"away", b"FOR", b"2592000001"])).contains("FOR must be"));
         assert!(
             err(set_status(&[b"u", b"auto", b"FOR", b"10"])).contains("cannot be given with auto")
+        );
+    }
+
+    #[test]
+    fn viewer_and_privacy_arguments() {
+        let args: Vec<&[u8]> = vec![b"viewer", b"bob", b"a", b"c"];
+        let (viewer, rest) = viewer(&args).unwrap();
+        assert_eq!((viewer, rest.len()), (Some(&b"bob"[..]), 2));
+        let plain: Vec<&[u8]> = vec![b"a", b"b"];
+        assert_eq!(super::viewer(&plain).unwrap(), (None, &plain[..]));
+        assert_eq!(err(super::viewer(&[b"VIEWER"])), "ERR VIEWER needs a value");
+        assert_eq!(
+            privacy_rules(&[b"online", b"Contacts"]).unwrap(),
+            (Some(Audience::Contacts), None)
+        );
+        assert!(
+            err(privacy_rules(&[b"LASTSEEN", b"friends"])).contains("LASTSEEN must be everyone")
         );
     }
 

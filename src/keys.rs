@@ -107,8 +107,23 @@ pub fn slot_tag(slot: u16) -> &'static [u8] {
 
 /// The hash that holds a user's presence record.
 pub fn user_key(user: &[u8]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(USER_PREFIX.len() + user.len() + 8);
-    key.extend_from_slice(USER_PREFIX);
+    user_scoped_key(USER_PREFIX, user)
+}
+
+/// The hash of a user's privacy rules: settings, kept without TTL whatever `retention` does.
+pub fn settings_key(user: &[u8]) -> Vec<u8> {
+    user_scoped_key(b"presence:settings:", user)
+}
+
+/// The set of a user's contacts (who the `contacts` privacy rules let see them).
+pub fn contacts_key(user: &[u8]) -> Vec<u8> {
+    user_scoped_key(b"presence:contacts:", user)
+}
+
+/// `<prefix>{<user>}`, or `<prefix>{<tag>}<user>` for ids with braces: in the user's slot.
+fn user_scoped_key(prefix: &[u8], user: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(prefix.len() + user.len() + 8);
+    key.extend_from_slice(prefix);
     if user.iter().any(|&b| b == b'{' || b == b'}') {
         key.push(b'{');
         key.extend_from_slice(slot_tag(slot(user)));
@@ -230,6 +245,8 @@ mod tests {
         ];
         for user in users {
             assert_eq!(slot(&user_key(user)), slot(user), "{user:?}");
+            assert_eq!(slot(&settings_key(user)), slot(user), "{user:?}");
+            assert_eq!(slot(&contacts_key(user)), slot(user), "{user:?}");
         }
     }
 

@@ -53,13 +53,15 @@ redis_module! {
         ["presence.heartbeat", devices::heartbeat, "write deny-oom fast", 1, 1, 1, ""],
         ["presence.offline", devices::offline, "write fast", 1, 1, 1, ""],
         ["presence.get", query::get, "readonly fast", 1, 1, 1, ""],
-        ["presence.bulk", query::bulk, "readonly", 1, -1, 1, ""],
+        ["presence.bulk", query::bulk, "readonly getkeys-api", 1, -1, 1, ""],
         ["presence.devices", query::devices, "readonly fast", 1, 1, 1, ""],
         ["presence.sweep", commands::sweep::sweep, "write", 0, 0, 0, ""],
         ["presence.status", commands::status::status, "write deny-oom fast", 1, 1, 1, ""],
         ["presence.activity", commands::status::activity, "write deny-oom fast", 1, 1, 1, ""],
         ["presence.context", commands::status::context, "write deny-oom fast", 1, 1, 1, ""],
         ["presence.incontext", commands::status::in_context, "readonly fast", 1, 1, 1, ""],
+        ["presence.privacy", commands::privacy::privacy, "write deny-oom fast", 1, 1, 1, ""],
+        ["presence.contacts", commands::privacy::contacts, "write deny-oom", 1, 1, 1, ""],
     ],
     configurations: [
         i64: [

@@ -48,6 +48,46 @@ pub struct Manual {
     pub until: Option<Millis>,
 }
 
+/// Who may see something about a user.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Audience {
+    #[default]
+    Everyone,
+    Contacts,
+    Nobody,
+}
+
+impl Audience {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Audience::Everyone => "everyone",
+            Audience::Contacts => "contacts",
+            Audience::Nobody => "nobody",
+        }
+    }
+
+    pub fn parse(name: &[u8]) -> Option<Audience> {
+        [Audience::Everyone, Audience::Contacts, Audience::Nobody]
+            .into_iter()
+            .find(|a| a.as_str().as_bytes().eq_ignore_ascii_case(name))
+    }
+
+    fn admits(self, is_contact: bool) -> bool {
+        match self {
+            Audience::Everyone => true,
+            Audience::Contacts => is_contact,
+            Audience::Nobody => false,
+        }
+    }
+}
+
+/// A user's privacy rules: who may see them online, and who may see when they were last seen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Privacy {
+    pub online: Audience,
+    pub last_seen: Audience,
+}
+
 /// The departure of a user's last device, waiting for its grace period to end.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Leaving {
@@ -321,6 +361,41 @@ impl Record {
         self.view_settled()
     }
 
+    /// The user as another user sees them at `now`, under the user's privacy rules (`is_contact`:
+    /// the viewer is among the user's contacts). Someone who may not see the user online, or who
+    /// looks at an invisible user, sees them offline with no device, no status detail, and the
+    /// `last_seen` of their latest departure (nothing of the current session), or nil where the
+    /// last-seen rule hides it.
+    pub fn view_for(&self, now: Millis, privacy: Privacy, is_contact: bool) -> View {
+        let settled;
+        let record = if self.next_change().is_some_and(|at| at <= now) {
+            let mut copy = self.clone();
+            copy.events.clear();
+            copy.settle(now);
+            settled = copy;
+            &settled
+        } else {
+            self
+        };
+        let mut view = record.view_settled();
+        let shows_last_seen = privacy.last_seen.admits(is_contact);
+        if privacy.online.admits(is_contact) && view.status != Status::Invisible {
+            if !shows_last_seen {
+                view.last_seen = None;
+            }
+            return view;
+        }
+        View {
+            status: Status::Offline,
+            devices: 0,
+            last_seen: record.last_seen.filter(|_| shows_last_seen),
+            since: None,
+            message: None,
+            manual: false,
+            last_active: None,
+        }
+    }
+
     fn view_settled(&self) -> View {
         View {
             status: self.status,
@@ -505,6 +580,13 @@ impl Record {
 
     /// Sets a status by hand (`None`: back to automatic). Expects a settled record.
     pub fn set_manual(&mut self, manual: Option<Manual>, now: Millis) {
+        let hides = manual
+            .as_ref()
+            .is_some_and(|m| m.status == Status::Invisible);
+        if hides && self.status != Status::Invisible && !self.devices.is_empty() {
+            // Others see them leave now: that is the last time they were seen.
+            self.last_seen = Some(self.last_seen.map_or(now, |seen| seen.max(now)));
+        }
         self.manual = manual;
         self.changed(Reason::Manual, b"", now, now);
     }
@@ -1125,5 +1207,55 @@ mod tests {
             (e.status, e.reason, e.ts, e.last_seen),
             (Status::Offline, Reason::Timeout, 1500, Some(0))
         );
+    }
+
+    #[test]
+    fn privacy_rules_decide_what_another_user_sees() {
+        let mut r = Record::default();
+        r.connect(b"d", 60_000, None, 100, MAX).unwrap();
+        r.disconnect(b"d", 200);
+        r.connect(b"d", 60_000, None, 300, MAX).unwrap();
+        let everyone = Privacy::default();
+        let contacts_only = Privacy {
+            online: Audience::Contacts,
+            last_seen: Audience::Contacts,
+        };
+        assert_eq!(r.view_for(400, everyone, false), r.view(400));
+        assert_eq!(r.view_for(400, contacts_only, true), r.view(400));
+        let hidden = r.view_for(400, contacts_only, false);
+        assert_eq!((hidden.status, hidden.devices), (Status::Offline, 0));
+        assert_eq!(hidden.last_seen, None);
+        let seen_only = Privacy {
+            online: Audience::Nobody,
+            last_seen: Audience::Everyone,
+        };
+        // The latest departure, nothing of the current session.
+        assert_eq!(r.view_for(400, seen_only, true).last_seen, Some(200));
+        let online_only = Privacy {
+            online: Audience::Everyone,
+            last_seen: Audience::Nobody,
+        };
+        let view = r.view_for(400, online_only, false);
+        assert_eq!((view.status, view.last_seen), (Status::Online, None));
+    }
+
+    #[test]
+    fn others_see_an_invisible_user_as_they_were_when_they_went_invisible() {
+        let mut r = Record::default();
+        r.connect(b"d", 60_000, None, 100, MAX).unwrap();
+        let invisible = Manual {
+            status: Status::Invisible,
+            message: None,
+            until: None,
+        };
+        r.set_manual(Some(invisible), 500);
+        r.heartbeat(b"d", None, 60_000, 900, MAX).unwrap();
+        let seen = r.view_for(1000, Privacy::default(), true);
+        assert_eq!(
+            (seen.status, seen.devices, seen.last_seen),
+            (Status::Offline, 0, Some(500))
+        );
+        assert_eq!(r.view(1000).status, Status::Invisible);
+        assert_eq!(r.view(1000).last_seen, Some(900));
     }
 }

@@ -3,7 +3,7 @@
 //! clock reads on replicas) and announced as keyspace events.
 
 use crate::codec::{self, Changes};
-use crate::model::{Millis, Record};
+use crate::model::{Audience, Millis, Privacy, Record};
 use crate::{config, events, keys, stats, sweep};
 use redis_module::{raw, Context, NotifyEvent, RedisError, RedisString};
 use std::ffi::c_void;
@@ -331,6 +331,42 @@ impl UserKeys {
         record.grace = config::grace();
         record
     }
+}
+
+/// A user's privacy rules (absent fields: everyone).
+pub fn read_privacy(ctx: &Context, user: &[u8]) -> Result<Privacy, RedisError> {
+    let key = Key::open(ctx, &string(&keys::settings_key(user)), false);
+    key.check_type(raw::KeyType::Hash)?;
+    let rule = |field: &[u8]| {
+        key.hash_get(field)
+            .and_then(|v| Audience::parse(v.as_slice()))
+            .unwrap_or_default()
+    };
+    Ok(Privacy {
+        online: rule(b"online"),
+        last_seen: rule(b"lastseen"),
+    })
+}
+
+/// Whether `viewer` is among `user`'s contacts.
+pub fn is_contact(ctx: &Context, user: &[u8], viewer: &[u8]) -> Result<bool, RedisError> {
+    let reply = ctx.call(
+        "SISMEMBER",
+        &[keys::contacts_key(user).as_slice(), viewer][..],
+    )?;
+    Ok(reply == redis_module::RedisValue::Integer(1))
+}
+
+/// Runs a write on one of `user`'s settings keys (`HSET`, `SADD`, `SREM`) and replicates it as
+/// it is: these writes do not depend on the clock.
+pub fn settings_write(
+    ctx: &Context,
+    command: &str,
+    args: &[&[u8]],
+) -> Result<redis_module::RedisValue, RedisError> {
+    let options = redis_module::CallOptionsBuilder::new().replicate().build();
+    let reply: redis_module::CallResult = ctx.call_ext(command, &options, args);
+    reply.map_or_else(|e| Err(e.into()), |v| Ok((&v).into()))
 }
 
 /// A user's record as stored now, for reads; device META only when asked for.

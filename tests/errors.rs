@@ -24,6 +24,11 @@ fn cases(user: &str, long: &str, big_meta: &str) -> Vec<(Vec<String>, &'static s
         c(&["PRESENCE.GET"], "wrong number of arguments"),
         c(
             &["PRESENCE.GET", user, "extra"],
+            "unknown option 'extra' (expected VIEWER)",
+        ),
+        c(&["PRESENCE.GET", user, "VIEWER"], "VIEWER needs a value"),
+        c(
+            &["PRESENCE.BULK", "VIEWER", "v"],
             "wrong number of arguments",
         ),
         c(&["PRESENCE.DEVICES"], "wrong number of arguments"),

@@ -1,19 +1,45 @@
 //! PRESENCE.GET, PRESENCE.BULK and PRESENCE.DEVICES: reads at the server's current time.
 
 use super::arguments;
-use crate::model::{Device, Record, View};
+use crate::model::{Audience, Device, Millis, Record, View};
 use crate::reply::Reply;
 use crate::{args, config, store};
-use redis_module::{Context, RedisError, RedisResult, RedisString};
+use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
-/// `PRESENCE.GET user`: a map of user, status, devices, last_seen, since.
+/// The user as `viewer` sees them (`None`: the trusted application, or the user themself).
+fn view_of(
+    ctx: &Context,
+    user: &[u8],
+    viewer: Option<&[u8]>,
+    now: Millis,
+) -> Result<View, RedisError> {
+    let record = store::read_user(ctx, user, false)?;
+    match viewer {
+        Some(viewer) if viewer != user => {
+            let privacy = store::read_privacy(ctx, user)?;
+            // The contacts set is read only when a rule depends on it.
+            let needs_contacts = [privacy.online, privacy.last_seen].contains(&Audience::Contacts);
+            let is_contact = needs_contacts && store::is_contact(ctx, user, viewer)?;
+            Ok(record.view_for(now, privacy, is_contact))
+        }
+        _ => Ok(record.view(now)),
+    }
+}
+
+/// `PRESENCE.GET user [VIEWER v]`: a map of user, status, devices, last_seen, since, message,
+/// manual, last_active.
 pub fn get(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 1)?;
-    let [user] = argv[..] else {
-        return Err(RedisError::WrongArity);
-    };
+    let (user, rest) = argv.split_first().ok_or(RedisError::WrongArity)?;
     let user = args::id("user", user)?;
-    let view = store::read_user(ctx, user, false)?.view(store::now());
+    let (viewer, extra) = args::viewer(rest)?;
+    if let Some(option) = extra.first() {
+        return Err(RedisError::String(format!(
+            "ERR unknown option '{}' (expected VIEWER)",
+            args::shown(option)
+        )));
+    }
+    let view = view_of(ctx, user, viewer, store::now())?;
     Reply::Map(vec![
         ("user", Reply::Bulk(user.to_vec())),
         ("status", Reply::Text(view.status.as_str())),
@@ -31,10 +57,25 @@ pub fn get(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     .send(ctx)
 }
 
-/// `PRESENCE.BULK user [user ...]`: one `[user, status, last_seen, devices]` row per user, in order.
+/// `PRESENCE.BULK [VIEWER v] user [user ...]`: one `[user, status, last_seen, devices]` row per
+/// user, in order. The users' positions depend on VIEWER, so the server asks for them.
 pub fn bulk(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    if ctx.is_keys_position_request() {
+        let first = match args.get(1) {
+            Some(a) if a.as_slice().eq_ignore_ascii_case(b"VIEWER") => 3,
+            _ => 1,
+        };
+        for position in first..args.len() {
+            ctx.key_at_pos(position as i32);
+        }
+        return Ok(RedisValue::NoReply);
+    }
     let argv = arguments(ctx, &args, 1)?;
-    let users = args::bulk_users(&argv, config::max_bulk())?;
+    let (viewer, users) = args::viewer(&argv)?;
+    if users.is_empty() {
+        return Err(RedisError::WrongArity);
+    }
+    let users = args::bulk_users(users, config::max_bulk())?;
     let now = store::now();
     let mut rows = Vec::with_capacity(users.len());
     for user in users {
@@ -43,7 +84,7 @@ pub fn bulk(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             devices,
             last_seen,
             ..
-        } = store::read_user(ctx, user, false)?.view(now);
+        } = view_of(ctx, user, viewer, now)?;
         rows.push(Reply::Array(vec![
             Reply::Bulk(user.to_vec()),
             Reply::Text(status.as_str()),
