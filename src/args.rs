@@ -287,8 +287,11 @@ pub fn user_and_device<'a, 'b>(args: &'b [&'a [u8]]) -> Parsed<UserDevice<'a, 'b
     }
 }
 
+/// A viewer, if any, and the arguments after it.
+pub type Viewer<'a, 'b> = (Option<&'a [u8]>, &'b [&'a [u8]]);
+
 /// `[VIEWER v]` before the rest of the arguments: the viewer, if any, and the arguments after it.
-pub fn viewer<'a, 'b>(args: &'b [&'a [u8]]) -> Parsed<(Option<&'a [u8]>, &'b [&'a [u8]])> {
+pub fn viewer<'a, 'b>(args: &'b [&'a [u8]]) -> Parsed<Viewer<'a, 'b>> {
     match args {
         [option, viewer, rest @ ..] if option.eq_ignore_ascii_case(b"VIEWER") => {
             Ok((Some(id("viewer", viewer)?), rest))
