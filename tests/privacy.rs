@@ -56,7 +56,10 @@ fn rules_and_contacts_decide_what_a_viewer_sees() {
             1
         );
         let list = array(&run(&mut con, &["PRESENCE.CONTACTS", &user, "LIST"]).unwrap());
-        assert_eq!(list.iter().map(text).collect::<Vec<_>>(), [friend.clone()]);
+        assert_eq!(
+            list.iter().map(text).collect::<Vec<_>>(),
+            vec![friend.clone()]
+        );
 
         assert_eq!(seen(&mut con, &user, &friend).0, "online");
         assert_eq!(
