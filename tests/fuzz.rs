@@ -80,7 +80,7 @@ fn meta(rng: &mut Rng) -> Vec<u8> {
 
 /// One random call.
 fn call(rng: &mut Rng) -> Vec<Vec<u8>> {
-    let name: &[u8] = match rng.below(21) {
+    let name: &[u8] = match rng.below(24) {
         0..=3 => b"PRESENCE.ONLINE",
         4..=7 => b"PRESENCE.HEARTBEAT",
         8..=9 => b"PRESENCE.OFFLINE",
@@ -93,6 +93,9 @@ fn call(rng: &mut Rng) -> Vec<Vec<u8>> {
         17 => b"PRESENCE.ACTIVITY",
         18 => b"PRESENCE.CONTEXT",
         19 => b"PRESENCE.INCONTEXT",
+        20 => b"PRESENCE.PRIVACY",
+        21 => b"PRESENCE.CONTACTS",
+        22 => b"PRESENCE.GET",
         _ => b"PRESENCE.HEARTBEAT",
     };
     let mut args = vec![name.to_vec()];
@@ -104,6 +107,8 @@ fn call(rng: &mut Rng) -> Vec<Vec<u8>> {
             b"PRESENCE.SWEEP" => 0,
             b"PRESENCE.ACTIVITY" => 1 + rng.below(2) as usize,
             b"PRESENCE.CONTEXT" => 3,
+            b"PRESENCE.PRIVACY" => 1,
+            b"PRESENCE.CONTACTS" => 1,
             _ => 2,
         },
     };
@@ -124,8 +129,25 @@ fn call(rng: &mut Rng) -> Vec<Vec<u8>> {
             args.push(id(rng, if i == 0 { "u" } else { "d" }));
         }
     }
+    if name == b"PRESENCE.CONTACTS" {
+        let actions: [&[u8]; 4] = [b"ADD", b"rem", b"LIST", b"DROP"];
+        args.push(actions[rng.below(4) as usize].to_vec());
+        for _ in 0..rng.below(3) {
+            args.push(id(rng, "u"));
+        }
+    }
     for _ in 0..rng.below(3) {
-        match rng.below(8) {
+        match rng.below(11) {
+            8 => {
+                args.push(b"VIEWER".to_vec());
+                args.push(id(rng, "u"));
+            }
+            9 | 10 => {
+                let rules: [&[u8]; 2] = [b"ONLINE", b"LASTSEEN"];
+                let audiences: [&[u8]; 4] = [b"everyone", b"contacts", b"NOBODY", b"friends"];
+                args.push(rules[rng.below(2) as usize].to_vec());
+                args.push(audiences[rng.below(4) as usize].to_vec());
+            }
             0 | 1 => {
                 args.push(b"TTL".to_vec());
                 args.push(number(rng));

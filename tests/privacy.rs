@@ -215,3 +215,24 @@ fn settings_outlive_the_record_and_bad_input_is_refused() {
         assert_eq!(snapshot(&mut con), before);
     });
 }
+
+#[test]
+fn contacts_are_binary_safe() {
+    on_each_server(&[], |srv| {
+        let mut con = srv.con();
+        let user = unique("bin");
+        let contacts: [&[u8]; 3] = [b"nul\0byte", b"line\r\nbreak", b"\xff\xfe"];
+        let mut add: Vec<&[u8]> = vec![b"PRESENCE.CONTACTS", user.as_bytes(), b"ADD"];
+        add.extend(contacts);
+        assert_eq!(int(&call(&mut con, &add).unwrap()), 3);
+        let mut listed: Vec<Vec<u8>> =
+            array(&call(&mut con, &[b"PRESENCE.CONTACTS", user.as_bytes(), b"LIST"]).unwrap())
+                .iter()
+                .map(bytes)
+                .collect();
+        listed.sort();
+        let mut expected: Vec<Vec<u8>> = contacts.iter().map(|c| c.to_vec()).collect();
+        expected.sort();
+        assert_eq!(listed, expected);
+    });
+}

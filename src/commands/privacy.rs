@@ -43,7 +43,24 @@ pub fn contacts(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         if argv.len() != 2 {
             return Err(RedisError::WrongArity);
         }
-        return ctx.call("SMEMBERS", &[key.as_slice()][..]);
+        // Members are replied as bulk strings built here: the call's reply would hand back
+        // UTF-8 members as simple strings, which cannot carry every byte.
+        let members = match ctx.call("SMEMBERS", &[key.as_slice()][..])? {
+            RedisValue::Array(items) => items,
+            _ => Vec::new(),
+        };
+        let rows = members
+            .into_iter()
+            .filter_map(|member| match member {
+                RedisValue::SimpleString(s) | RedisValue::BulkString(s) => {
+                    Some(Reply::Bulk(s.into_bytes()))
+                }
+                RedisValue::StringBuffer(bytes) => Some(Reply::Bulk(bytes)),
+                RedisValue::BulkRedisString(s) => Some(Reply::Bulk(s.as_slice().to_vec())),
+                _ => None,
+            })
+            .collect();
+        return Reply::Array(rows).send(ctx);
     }
     let command = if action.eq_ignore_ascii_case(b"ADD") {
         "SADD"
