@@ -719,6 +719,12 @@ pub fn check_server_api() -> Result<(), String> {
                 present!(RedisModule_SubscribeToServerEvent),
             ),
             ("HashGet", present!(RedisModule_HashGet)),
+            (
+                "IsKeysPositionRequest",
+                present!(RedisModule_IsKeysPositionRequest),
+            ),
+            ("KeyAtPos", present!(RedisModule_KeyAtPos)),
+            ("Call", present!(RedisModule_Call)),
             ("SetExpire", present!(RedisModule_SetExpire)),
             (
                 "GetDetachedThreadSafeContext",
