@@ -35,7 +35,10 @@ done
 redis-cli -p "$port" ping >/dev/null
 
 echo "memcheck: workload against valkey-server under valgrind on port $port"
-# Tests that need no servers of their own and no tight timing, plus a shorter fuzz run.
+# Tests that need no servers of their own and no tight timing, plus a shorter fuzz run. They are
+# the workload here: valgrind slows the server tens of times, so a bound that a test waits for
+# may run out; what this stage judges is valgrind's report (the tests' verdicts are in the
+# test stage).
 REDIS_URL="redis://127.0.0.1:$port/" PRESENCE_FUZZ_CALLS=20000 \
   cargo test --locked --quiet --no-fail-fast --test errors --test misuse --test fuzz \
   -- --test-threads=1 2>&1 | grep -E "^test result|FAILED|panicked" || true
