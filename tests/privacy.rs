@@ -172,46 +172,43 @@ fn settings_outlive_the_record_and_bad_input_is_refused() {
         );
 
         let before = snapshot(&mut con);
-        for (args, fragment) in [
-            (
-                vec!["PRESENCE.PRIVACY", &user, "ONLINE", "friends"],
-                "ONLINE must be everyone, contacts or nobody",
-            ),
-            (
-                vec!["PRESENCE.PRIVACY", &user, "SHOW", "all"],
-                "unknown option 'SHOW'",
-            ),
-            (
-                vec!["PRESENCE.PRIVACY", &user, "ONLINE"],
-                "ONLINE needs a value",
-            ),
-            (
-                vec!["PRESENCE.CONTACTS", &user, "KEEP", "x"],
-                "unknown action 'KEEP'",
-            ),
-            (
-                vec!["PRESENCE.CONTACTS", &user, "ADD"],
-                "wrong number of arguments",
-            ),
-            (
-                vec!["PRESENCE.CONTACTS", &user, "ADD", ""],
-                "contact id must be 1 to 512 bytes",
-            ),
-            (
-                vec!["PRESENCE.CONTACTS", &user, "LIST", "x"],
-                "wrong number of arguments",
-            ),
-            (
-                vec!["PRESENCE.GET", &user, "VIEWER", ""],
-                "viewer id must be 1 to 512 bytes",
-            ),
-        ] {
-            let e = run(&mut con, &args).unwrap_err();
-            assert!(
-                e.starts_with("ERR ") && e.contains(fragment),
-                "{args:?}: {e}"
-            );
-        }
+        assert_refused(
+            &mut con,
+            &[
+                (
+                    vec!["PRESENCE.PRIVACY", &user, "ONLINE", "friends"],
+                    "ONLINE must be everyone, contacts or nobody",
+                ),
+                (
+                    vec!["PRESENCE.PRIVACY", &user, "SHOW", "all"],
+                    "unknown option 'SHOW'",
+                ),
+                (
+                    vec!["PRESENCE.PRIVACY", &user, "ONLINE"],
+                    "ONLINE needs a value",
+                ),
+                (
+                    vec!["PRESENCE.CONTACTS", &user, "KEEP", "x"],
+                    "unknown action 'KEEP'",
+                ),
+                (
+                    vec!["PRESENCE.CONTACTS", &user, "ADD"],
+                    "wrong number of arguments",
+                ),
+                (
+                    vec!["PRESENCE.CONTACTS", &user, "ADD", ""],
+                    "contact id must be 1 to 512 bytes",
+                ),
+                (
+                    vec!["PRESENCE.CONTACTS", &user, "LIST", "x"],
+                    "wrong number of arguments",
+                ),
+                (
+                    vec!["PRESENCE.GET", &user, "VIEWER", ""],
+                    "viewer id must be 1 to 512 bytes",
+                ),
+            ],
+        );
         assert_eq!(snapshot(&mut con), before);
     });
 }

@@ -176,60 +176,57 @@ fn bad_status_input_is_refused_and_changes_nothing() {
         run(&mut con, &["PRESENCE.ONLINE", &user, "d"]).unwrap();
         let before = snapshot(&mut con);
         let long = "m".repeat(257);
-        for (args, fragment) in [
-            (vec!["PRESENCE.STATUS", &user], "wrong number of arguments"),
-            (
-                vec!["PRESENCE.STATUS", &user, "sleeping"],
-                "unknown status 'sleeping'",
-            ),
-            (
-                vec!["PRESENCE.STATUS", &user, "offline"],
-                "offline cannot be set",
-            ),
-            (
-                vec!["PRESENCE.STATUS", &user, "away", "MESSAGE", &long],
-                "at most 256 bytes",
-            ),
-            (
-                vec!["PRESENCE.STATUS", &user, "away", "FOR", "0"],
-                "FOR must be an integer from 1",
-            ),
-            (
-                vec!["PRESENCE.STATUS", &user, "away", "FOR", "-5"],
-                "FOR must be",
-            ),
-            (
-                vec!["PRESENCE.STATUS", &user, "away", "FOR", "2592000001"],
-                "FOR must be",
-            ),
-            (
-                vec!["PRESENCE.STATUS", &user, "auto", "MESSAGE", "x"],
-                "cannot be given with auto",
-            ),
-            (
-                vec!["PRESENCE.STATUS", &user, "away", "UNTIL", "1"],
-                "unknown option 'UNTIL'",
-            ),
-            (vec!["PRESENCE.ACTIVITY"], "wrong number of arguments"),
-            (
-                vec!["PRESENCE.ACTIVITY", &user, "nope"],
-                "device is not connected",
-            ),
-            (
-                vec!["PRESENCE.ACTIVITY", &user, "d", "x"],
-                "wrong number of arguments",
-            ),
-            (
-                vec!["PRESENCE.HEARTBEAT", &user, "d", "ACTIVE", "ACTIVE"],
-                "ACTIVE given more than once",
-            ),
-        ] {
-            let e = run(&mut con, &args).unwrap_err();
-            assert!(
-                e.starts_with("ERR ") && e.contains(fragment),
-                "{args:?}: {e}"
-            );
-        }
+        assert_refused(
+            &mut con,
+            &[
+                (vec!["PRESENCE.STATUS", &user], "wrong number of arguments"),
+                (
+                    vec!["PRESENCE.STATUS", &user, "sleeping"],
+                    "unknown status 'sleeping'",
+                ),
+                (
+                    vec!["PRESENCE.STATUS", &user, "offline"],
+                    "offline cannot be set",
+                ),
+                (
+                    vec!["PRESENCE.STATUS", &user, "away", "MESSAGE", &long],
+                    "at most 256 bytes",
+                ),
+                (
+                    vec!["PRESENCE.STATUS", &user, "away", "FOR", "0"],
+                    "FOR must be an integer from 1",
+                ),
+                (
+                    vec!["PRESENCE.STATUS", &user, "away", "FOR", "-5"],
+                    "FOR must be",
+                ),
+                (
+                    vec!["PRESENCE.STATUS", &user, "away", "FOR", "2592000001"],
+                    "FOR must be",
+                ),
+                (
+                    vec!["PRESENCE.STATUS", &user, "auto", "MESSAGE", "x"],
+                    "cannot be given with auto",
+                ),
+                (
+                    vec!["PRESENCE.STATUS", &user, "away", "UNTIL", "1"],
+                    "unknown option 'UNTIL'",
+                ),
+                (vec!["PRESENCE.ACTIVITY"], "wrong number of arguments"),
+                (
+                    vec!["PRESENCE.ACTIVITY", &user, "nope"],
+                    "device is not connected",
+                ),
+                (
+                    vec!["PRESENCE.ACTIVITY", &user, "d", "x"],
+                    "wrong number of arguments",
+                ),
+                (
+                    vec!["PRESENCE.HEARTBEAT", &user, "d", "ACTIVE", "ACTIVE"],
+                    "ACTIVE given more than once",
+                ),
+            ],
+        );
         assert_eq!(snapshot(&mut con), before);
     });
 }

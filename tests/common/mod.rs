@@ -335,6 +335,21 @@ pub fn run(con: &mut Connection, args: &[&str]) -> Result<Value, String> {
     call(con, &bytes)
 }
 
+/// Runs each command and asserts it is refused with an `ERR` reply containing its fragment.
+pub fn assert_refused<S: AsRef<str>>(con: &mut Connection, cases: &[(Vec<S>, &str)]) {
+    for (args, fragment) in cases {
+        let argv: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+        let shown = &argv[..argv.len().min(4)];
+        match run(con, &argv) {
+            Ok(reply) => panic!("{shown:?} must fail, replied {reply:?}"),
+            Err(e) => assert!(
+                e.starts_with("ERR ") && e.contains(fragment),
+                "{shown:?}: '{e}' lacks '{fragment}'"
+            ),
+        }
+    }
+}
+
 /// An error reply as the server sent it: `CODE message`.
 pub fn error_text(e: &redis::RedisError) -> String {
     match (e.code(), e.detail()) {
