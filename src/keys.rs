@@ -144,30 +144,23 @@ pub fn user_channel(user: &[u8]) -> Vec<u8> {
 }
 
 /// A device's member in the due index: `<length of user>:<user>:<device>`. The length makes it
-/// unambiguous for any bytes, and the text stays readable in `ZRANGE`. (Device ids are never
-/// empty; with an empty one the member is `<length of user>:<user>`.)
+/// unambiguous for any bytes, and the text stays readable in `ZRANGE`.
 pub fn due_member(user: &[u8], device: &[u8]) -> Vec<u8> {
     let len = user.len().to_string();
     let mut member = Vec::with_capacity(len.len() + user.len() + device.len() + 2);
     member.extend_from_slice(len.as_bytes());
     member.push(b':');
     member.extend_from_slice(user);
-    if !device.is_empty() {
-        member.push(b':');
-        member.extend_from_slice(device);
-    }
+    member.push(b':');
+    member.extend_from_slice(device);
     member
 }
 
-/// The user and device a due-index member names (the device empty for the user's own timer), if
-/// it is well formed.
+/// The user and device a due-index member names, if it is well formed.
 pub fn parse_due_member(member: &[u8]) -> Option<(&[u8], &[u8])> {
     let colon = member.iter().position(|&b| b == b':')?;
     let len: usize = std::str::from_utf8(&member[..colon]).ok()?.parse().ok()?;
     let rest = &member[colon + 1..];
-    if rest.len() == len {
-        return Some((rest, &[]));
-    }
     if rest.len() < len + 2 || rest[len] != b':' {
         return None;
     }
@@ -285,6 +278,8 @@ mod tests {
             b"9:alice:p",
             b"5:alicephone",
             b"-1::",
+            b"5:alice:",
+            b"5:alice",
         ] {
             assert_eq!(parse_due_member(bad), None, "{bad:?}");
         }
