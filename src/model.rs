@@ -9,6 +9,7 @@
 //! first [`settle`](Record::settle)s the record, carrying out those changes in the order they
 //! happened and announcing them, so the stored record never disagrees with what reads showed.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// Milliseconds since the Unix epoch, or a duration in milliseconds.
@@ -352,13 +353,19 @@ impl Record {
 
     /// The user as reads report them at `now`: as if settled then, without changing anything.
     pub fn view(&self, now: Millis) -> View {
+        self.settled_at(now).view_settled()
+    }
+
+    /// The record as settled at `now`, copied only when time changed something.
+    fn settled_at(&self, now: Millis) -> Cow<'_, Record> {
         if self.next_change().is_some_and(|at| at <= now) {
             let mut settled = self.clone();
             settled.events.clear();
             settled.settle(now);
-            return settled.view_settled();
+            Cow::Owned(settled)
+        } else {
+            Cow::Borrowed(self)
         }
-        self.view_settled()
     }
 
     /// The user as another user sees them at `now`, under the user's privacy rules (`is_contact`:
@@ -367,16 +374,7 @@ impl Record {
     /// `last_seen` of their latest departure (nothing of the current session), or nil where the
     /// last-seen rule hides it.
     pub fn view_for(&self, now: Millis, privacy: Privacy, is_contact: bool) -> View {
-        let settled;
-        let record = if self.next_change().is_some_and(|at| at <= now) {
-            let mut copy = self.clone();
-            copy.events.clear();
-            copy.settle(now);
-            settled = copy;
-            &settled
-        } else {
-            self
-        };
+        let record = self.settled_at(now);
         let mut view = record.view_settled();
         let shows_last_seen = privacy.last_seen.admits(is_contact);
         if privacy.online.admits(is_contact) && view.status != Status::Invisible {
