@@ -2,6 +2,7 @@
 //!
 //! Every check happens here, before a command touches a key, so a refused command changes nothing.
 
+use crate::listing::{self, Position};
 use crate::model::{Audience, Millis, Status};
 
 /// Ids (users, devices) are binary-safe strings of 1 to this many bytes.
@@ -133,27 +134,69 @@ pub fn options<'a>(
     Ok(found)
 }
 
-/// `user device [TTL ms] [META json]` of PRESENCE.ONLINE.
+/// Most scopes a user may be in, and the longest scope name, in bytes.
+pub const MAX_SCOPES: usize = 16;
+pub const MAX_SCOPE_LEN: usize = 128;
+
+/// A scope name.
+pub fn scope(value: &[u8]) -> Parsed<&[u8]> {
+    if value.is_empty() || value.len() > MAX_SCOPE_LEN {
+        return Err(ArgError::new(format_args!(
+            "scope must be 1 to {MAX_SCOPE_LEN} bytes, got {}",
+            value.len()
+        )));
+    }
+    Ok(value)
+}
+
+/// `user device [TTL ms] [META json] [SCOPE s [s ...]]` of PRESENCE.ONLINE.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Online<'a> {
     pub user: &'a [u8],
     pub device: &'a [u8],
     pub ttl: Option<Millis>,
     pub meta: Option<String>,
+    /// `None`: the user keeps the scopes they have.
+    pub scopes: Option<Vec<Vec<u8>>>,
 }
 
 pub fn online<'a>(args: &[&'a [u8]]) -> Parsed<Online<'a>> {
-    let (user, device, rest) = user_and_device(args)?;
+    let (user, device, mut rest) = user_and_device(args)?;
     let mut parsed = Online {
         user,
         device,
         ttl: None,
         meta: None,
+        scopes: None,
     };
-    for (option, value) in options(rest, &["TTL", "META"])? {
+    // SCOPE takes every argument after it, so it comes last.
+    if let Some(at) = (0..rest.len())
+        .step_by(2)
+        .find(|&i| rest[i].eq_ignore_ascii_case(b"SCOPE"))
+    {
+        let names = &rest[at + 1..];
+        if names.is_empty() {
+            return Err(ArgError::new("SCOPE needs at least one scope"));
+        }
+        if names.len() > MAX_SCOPES {
+            return Err(ArgError::new(format_args!(
+                "a user may be in at most {MAX_SCOPES} scopes, got {}",
+                names.len()
+            )));
+        }
+        let scopes = names
+            .iter()
+            .map(|name| scope(name).map(<[u8]>::to_vec))
+            .collect::<Parsed<Vec<_>>>()?;
+        parsed.scopes = Some(scopes);
+        rest = &rest[..at];
+    }
+    // SCOPE is named only for the error message: it was taken out above.
+    for (option, value) in options(rest, &["TTL", "META", "SCOPE"])? {
         match option {
             "TTL" => parsed.ttl = Some(ttl(value)?),
-            _ => parsed.meta = Some(meta(value)?),
+            "META" => parsed.meta = Some(meta(value)?),
+            _ => {}
         }
     }
     Ok(parsed)
@@ -194,6 +237,61 @@ pub fn heartbeat<'a>(args: &[&'a [u8]]) -> Parsed<Heartbeat<'a>> {
         parsed.ttl = Some(ttl(value)?);
     }
     Ok(parsed)
+}
+
+/// `[SCOPE s] [LIMIT n] [CURSOR c]` of PRESENCE.LIST.
+#[derive(Debug, PartialEq, Eq)]
+pub struct List<'a> {
+    pub scope: Option<&'a [u8]>,
+    pub limit: usize,
+    /// `None`: from the top (cursor `0`).
+    pub after: Option<Position>,
+}
+
+pub fn list<'a>(args: &[&'a [u8]]) -> Parsed<List<'a>> {
+    let mut parsed = List {
+        scope: None,
+        limit: listing::DEFAULT_LIMIT,
+        after: None,
+    };
+    for (option, value) in options(args, &["SCOPE", "LIMIT", "CURSOR"])? {
+        match option {
+            "SCOPE" => parsed.scope = Some(scope(value)?),
+            "LIMIT" => {
+                let max = listing::MAX_LIMIT;
+                let range = || {
+                    ArgError::new(format_args!(
+                        "LIMIT must be an integer from 1 to {max}, got '{}'",
+                        shown(value)
+                    ))
+                };
+                let n = integer("LIMIT", value).map_err(|_| range())?;
+                parsed.limit = usize::try_from(n)
+                    .ok()
+                    .filter(|n| (1..=max).contains(n))
+                    .ok_or_else(range)?;
+            }
+            _ => {
+                if value != b"0" {
+                    parsed.after = Some(Position::parse_cursor(value).ok_or_else(|| {
+                        ArgError::new(format_args!(
+                            "invalid cursor '{}' (use 0 to start, then the cursor a reply gave)",
+                            shown(value)
+                        ))
+                    })?);
+                }
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+/// `[SCOPE s]` of PRESENCE.COUNT.
+pub fn count<'a>(args: &[&'a [u8]]) -> Parsed<Option<&'a [u8]>> {
+    match options(args, &["SCOPE"])?.first() {
+        Some((_, value)) => Ok(Some(scope(value)?)),
+        None => Ok(None),
+    }
 }
 
 /// Longest custom status message, in bytes.
@@ -397,10 +495,70 @@ mod tests {
     }
 
     #[test]
+    fn online_takes_scopes_last() {
+        let parsed = online(&[b"u", b"d", b"TTL", b"500", b"scope", b"z1", b"TTL"]).unwrap();
+        assert_eq!(parsed.ttl, Some(500));
+        assert_eq!(parsed.scopes, Some(vec![b"z1".to_vec(), b"TTL".to_vec()]));
+        assert_eq!(online(&[b"u", b"d"]).unwrap().scopes, None);
+        assert_eq!(
+            err(online(&[b"u", b"d", b"SCOPE"])),
+            "ERR SCOPE needs at least one scope"
+        );
+        assert_eq!(
+            err(online(&[b"u", b"d", b"SCOPE", b""])),
+            "ERR scope must be 1 to 128 bytes, got 0"
+        );
+        let mut many: Vec<&[u8]> = vec![b"u", b"d", b"SCOPE"];
+        many.extend([&b"s"[..]; 17]);
+        assert_eq!(
+            err(online(&many)),
+            "ERR a user may be in at most 16 scopes, got 17"
+        );
+        // A META value that reads SCOPE is a value, not the option.
+        assert!(err(online(&[b"u", b"d", b"META", b"SCOPE"])).contains("META"));
+    }
+
+    #[test]
+    fn list_and_count_options() {
+        let l = list(&[]).unwrap();
+        assert_eq!((l.scope, l.limit, l.after), (None, 100, None));
+        let at = Position {
+            last_active: 5,
+            user: b"a".to_vec(),
+        };
+        let cursor = at.cursor();
+        let l = list(&[
+            b"limit",
+            b"1000",
+            b"SCOPE",
+            b"z",
+            b"CURSOR",
+            cursor.as_bytes(),
+        ])
+        .unwrap();
+        assert_eq!(
+            (l.scope, l.limit, l.after),
+            (Some(&b"z"[..]), 1000, Some(at))
+        );
+        assert_eq!(list(&[b"CURSOR", b"0"]).unwrap().after, None);
+        for bad in [&b"0"[..], b"1001", b"-1", b"x"] {
+            assert!(err(list(&[b"LIMIT", bad]))
+                .starts_with("ERR LIMIT must be an integer from 1 to 1000"));
+        }
+        assert!(err(list(&[b"CURSOR", b"7"])).starts_with("ERR invalid cursor '7'"));
+        assert_eq!(count(&[]).unwrap(), None);
+        assert_eq!(count(&[b"scope", b"z"]).unwrap(), Some(&b"z"[..]));
+        assert_eq!(
+            err(count(&[b"LIMIT", b"1"])),
+            "ERR unknown option 'LIMIT' (expected SCOPE)"
+        );
+    }
+
+    #[test]
     fn bad_options_are_named() {
         assert_eq!(
             err(online(&[b"u", b"d", b"FOO", b"1"])),
-            "ERR unknown option 'FOO' (expected TTL or META)"
+            "ERR unknown option 'FOO' (expected TTL or META or SCOPE)"
         );
         assert_eq!(err(online(&[b"u", b"d", b"TTL"])), "ERR TTL needs a value");
         assert_eq!(

@@ -12,9 +12,13 @@
 //! | `manual_until` | ms when it returns to automatic             |
 //! | `last_active`  | ms of the latest activity                   |
 //! | `leaving`      | `<ms>:<disconnect|timeout>:<device>`: the last device left, grace running |
+//! | `scope:<name>` | empty: the user is in scope `<name>`            |
 //! | `dev:<id>`     | `<connected_at>:<ttl>`                      |
 //! | `meta:<id>`    | the device's META JSON text (when given)    |
 //! | `ctx:<id>`     | the conversation the device has open        |
+//!
+//! A listed user (see [`Record::listed`]) also has an entry, scored by last activity, in the slot's
+//! listing of everyone and in that of each of their scopes.
 //!
 //! A device's deadline lives only in the due index, and its last heartbeat is the deadline minus
 //! its TTL, so a heartbeat rewrites one index entry and nothing else. Values are decimal text so the
@@ -37,6 +41,7 @@ pub const LEAVING: &[u8] = b"leaving";
 const DEVICE_PREFIX: &[u8] = b"dev:";
 const META_PREFIX: &[u8] = b"meta:";
 const CONTEXT_PREFIX: &[u8] = b"ctx:";
+const SCOPE_PREFIX: &[u8] = b"scope:";
 
 /// Field name to value, in a stable order.
 pub type Fields = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -146,6 +151,10 @@ impl Decoder {
             if let (true, Ok(text)) = (self.with_meta, std::str::from_utf8(value)) {
                 self.metas.push((id.to_vec(), text.to_owned()));
             }
+        } else if let Some(scope) = field.strip_prefix(SCOPE_PREFIX) {
+            if !scope.is_empty() {
+                self.record.scopes.push(scope.to_vec());
+            }
         } else if let Some(id) = field.strip_prefix(CONTEXT_PREFIX) {
             if self.with_meta {
                 self.contexts.push((id.to_vec(), value.to_vec()));
@@ -155,6 +164,8 @@ impl Decoder {
 
     /// The record, with each device's deadline (`None`: not in the index, so not a device).
     pub fn finish(mut self, mut deadline: impl FnMut(&[u8]) -> Option<Millis>) -> Record {
+        // Fields come in hash order; the record keeps scopes sorted.
+        self.record.scopes.sort_unstable();
         for (id, connected_at, ttl) in self.devices {
             if let Some(deadline) = deadline(&id) {
                 let device = Device {
@@ -234,6 +245,9 @@ pub fn encode(record: &Record) -> Fields {
     if let Some(active) = record.last_active {
         fields.insert(LAST_ACTIVE.to_vec(), active.to_string().into_bytes());
     }
+    for scope in &record.scopes {
+        fields.insert(prefixed(SCOPE_PREFIX, scope), Vec::new());
+    }
     if let Some(leaving) = &record.leaving {
         let mut value = format!("{}:{}:", leaving.at, leaving.reason.as_str()).into_bytes();
         value.extend_from_slice(&leaving.device);
@@ -254,6 +268,17 @@ pub fn encode(record: &Record) -> Fields {
     fields
 }
 
+/// The listings the record is in (`None`: everyone; else a scope), with its score in them.
+pub fn listings(record: &Record) -> BTreeMap<Option<&[u8]>, Millis> {
+    let Some(score) = record.listed() else {
+        return BTreeMap::new();
+    };
+    std::iter::once(None)
+        .chain(record.scopes.iter().map(|s| Some(s.as_slice())))
+        .map(|listing| (listing, score))
+        .collect()
+}
+
 /// Each device's deadline: its score in the due index.
 pub fn deadlines(record: &Record) -> BTreeMap<&[u8], Millis> {
     record
@@ -272,6 +297,9 @@ pub struct Changes {
     /// Devices whose deadline is new or moved, and devices gone from the index.
     pub due_set: Vec<(Vec<u8>, Millis)>,
     pub due_delete: Vec<Vec<u8>>,
+    /// Listings (`None`: everyone; else a scope) the user enters or moves in, and leaves.
+    pub listed_set: Vec<(Option<Vec<u8>>, Millis)>,
+    pub listed_delete: Vec<Option<Vec<u8>>>,
 }
 
 impl Changes {
@@ -280,6 +308,8 @@ impl Changes {
             && self.delete.is_empty()
             && self.due_set.is_empty()
             && self.due_delete.is_empty()
+            && self.listed_set.is_empty()
+            && self.listed_delete.is_empty()
     }
 }
 
@@ -293,7 +323,18 @@ pub fn changes(before: &Record, after: &Record) -> Changes {
         .collect();
     new.retain(|field, value| old.get(field) != Some(value));
     let (old_due, new_due) = (deadlines(before), deadlines(after));
+    let (old_listed, new_listed) = (listings(before), listings(after));
     Changes {
+        listed_set: new_listed
+            .iter()
+            .filter(|(listing, score)| old_listed.get(*listing) != Some(*score))
+            .map(|(listing, score)| (listing.map(<[u8]>::to_vec), *score))
+            .collect(),
+        listed_delete: old_listed
+            .keys()
+            .filter(|listing| !new_listed.contains_key(*listing))
+            .map(|listing| listing.map(<[u8]>::to_vec))
+            .collect(),
         set: new.into_iter().collect(),
         delete,
         due_set: new_due
@@ -319,6 +360,7 @@ mod tests {
             .unwrap();
         r.connect(b"a:b\0\xff", 2000, None, 200, 8).unwrap();
         r.set_context(b"phone", Some(b"chat\0:1".to_vec()));
+        r.set_scopes(vec![b"zone:1".to_vec(), b"org\0".to_vec()]);
         r.last_seen = Some(50);
         r.events.clear();
         r
@@ -354,6 +396,45 @@ mod tests {
         assert_eq!(fields[&b"meta:phone".to_vec()], b"{\"os\":\"ios\"}");
         assert_eq!(fields[&b"since".to_vec()], b"100");
         assert_eq!(fields[&b"last_seen".to_vec()], b"50");
+        assert_eq!(fields[&b"scope:zone:1".to_vec()], b"");
+    }
+
+    #[test]
+    fn listings_follow_visibility_and_activity() {
+        let mut r = sample();
+        let everyone_and_scopes = |r: &Record| -> Vec<(Option<Vec<u8>>, Millis)> {
+            listings(r)
+                .into_iter()
+                .map(|(l, s)| (l.map(<[u8]>::to_vec), s))
+                .collect()
+        };
+        let listed = everyone_and_scopes(&r);
+        assert_eq!(
+            listed,
+            vec![
+                (None, 200),
+                (Some(b"org\0".to_vec()), 200),
+                (Some(b"zone:1".to_vec()), 200)
+            ]
+        );
+        let before = r.clone();
+        r.activity(300);
+        let c = changes(&before, &r);
+        assert_eq!(c.listed_set.len(), 3);
+        assert!(c.listed_delete.is_empty());
+        let before = r.clone();
+        r.set_manual(
+            Some(Manual {
+                status: Status::Invisible,
+                message: None,
+                until: None,
+            }),
+            400,
+        );
+        let c = changes(&before, &r);
+        assert!(c.listed_set.is_empty());
+        assert_eq!(c.listed_delete.len(), 3);
+        assert!(listings(&r).is_empty());
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub const SLOTS: usize = 16384;
 const USER_PREFIX: &[u8] = b"presence:";
 const DUE_PREFIX: &[u8] = b"presence:due:";
 const TIMERS_PREFIX: &[u8] = b"presence:timers:";
+const ONLINE_PREFIX: &[u8] = b"presence:online:";
+const SCOPE_PREFIX: &[u8] = b"presence:scope:";
 
 /// CRC16/XMODEM of each byte value, for the byte-at-a-time checksum below.
 const CRC16_TABLE: [u16; 256] = {
@@ -179,6 +181,42 @@ pub fn timers_key(slot: u16) -> Vec<u8> {
     slot_key(TIMERS_PREFIX, slot)
 }
 
+/// The sorted set of the slot's listed users (connected and not invisible), scored by their last
+/// activity: `presence:online:{<tag>}` for everyone, `presence:scope:{<tag>}:<scope>` for the
+/// members of a scope.
+pub fn listing_key(slot: u16, scope: Option<&[u8]>) -> Vec<u8> {
+    match scope {
+        None => slot_key(ONLINE_PREFIX, slot),
+        Some(scope) => {
+            let mut key = slot_key(SCOPE_PREFIX, slot);
+            key.push(b':');
+            key.extend_from_slice(scope);
+            key
+        }
+    }
+}
+
+/// The slot and scope (`None`: everyone) of a listing key, if `name` is one as [`listing_key`]
+/// builds them.
+pub fn parse_listing_key(name: &[u8]) -> Option<(u16, Option<&[u8]>)> {
+    let (rest, scoped) = match name.strip_prefix(ONLINE_PREFIX) {
+        Some(rest) => (rest, false),
+        None => (name.strip_prefix(SCOPE_PREFIX)?, true),
+    };
+    let rest = rest.strip_prefix(b"{")?;
+    let close = rest.iter().position(|&b| b == b'}')?;
+    let (tag, after) = (&rest[..close], &rest[close + 1..]);
+    let slot = slot(name);
+    if tag != slot_tag(slot) {
+        return None;
+    }
+    match (scoped, after) {
+        (false, []) => Some((slot, None)),
+        (true, [b':', scope @ ..]) if !scope.is_empty() => Some((slot, Some(scope))),
+        _ => None,
+    }
+}
+
 fn slot_key(prefix: &[u8], slot: u16) -> Vec<u8> {
     let tag = slot_tag(slot);
     let mut key = Vec::with_capacity(prefix.len() + tag.len() + 2);
@@ -192,6 +230,28 @@ fn slot_key(prefix: &[u8], slot: u16) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listing_keys_name_their_slot_and_scope() {
+        let slot = slot(b"alice");
+        let all = listing_key(slot, None);
+        assert_eq!(parse_listing_key(&all), Some((slot, None)));
+        let zone = listing_key(slot, Some(b"zone:{10}"));
+        assert_eq!(
+            parse_listing_key(&zone),
+            Some((slot, Some(&b"zone:{10}"[..])))
+        );
+        assert_eq!(self::slot(&zone), slot);
+        for other in [
+            &b"presence:online:{xyzzy}"[..],
+            b"presence:scope:{alice}",
+            b"presence:scope:{alice}:",
+            b"presence:{alice}",
+            b"presence:due:{a}",
+        ] {
+            assert_eq!(parse_listing_key(other), None, "{other:?}");
+        }
+    }
 
     #[test]
     fn crc16_matches_the_cluster_specification() {

@@ -11,6 +11,7 @@ mod events;
 mod info;
 pub mod keys;
 mod lifecycle;
+mod listing;
 pub mod model;
 mod reply;
 mod stats;
@@ -62,6 +63,11 @@ redis_module! {
         ["presence.incontext", commands::status::in_context, "readonly fast", 1, 1, 1, ""],
         ["presence.privacy", commands::privacy::privacy, "write deny-oom fast", 1, 1, 1, ""],
         ["presence.contacts", commands::privacy::contacts, "write deny-oom", 1, 1, 1, ""],
+        ["presence.list", commands::listing::list, "readonly", 0, 0, 0, ""],
+        ["presence.count", commands::listing::count, "readonly fast", 0, 0, 0, ""],
+    ],
+    event_handlers: [
+        [@ZSET @GENERIC: lifecycle::on_keyspace_event],
     ],
     configurations: [
         i64: [

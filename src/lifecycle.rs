@@ -1,9 +1,10 @@
-//! Reactions to server events: what the sweep and the gauges must redo when the data changed under
-//! them (loading, promotion, flush).
+//! Reactions to server events: what the sweep, the gauges and the listing directory must redo when
+//! the data changed under them (loading, promotion, flush), and the keyspace notifications that
+//! keep the listing directory in step with the listing keys.
 
-use crate::{stats, store, sweep};
+use crate::{keys, listing, stats, store, sweep};
 use redis_module::server_events::{FlushSubevent, LoadingSubevent, ServerRole};
-use redis_module::{raw, Context, Status};
+use redis_module::{raw, Context, NotifyEvent, Status};
 use redis_module_macros::{flush_event_handler, loading_event_handler, role_changed_event_handler};
 
 /// Recounts the gauges and makes the sweep look at every slot again.
@@ -14,10 +15,36 @@ fn resync(ctx: &Context) {
     stats::DEVICES_ONLINE.set(devices);
 }
 
+/// Rebuilds the listing directory from the listing keys in the keyspace.
+fn rebuild_directory(ctx: &Context) {
+    let names = store::listing_keys(ctx);
+    let mut directory = listing::directory();
+    directory.clear();
+    for name in names {
+        if let Some((slot, scope)) = keys::parse_listing_key(&name) {
+            directory.set(scope, slot, store::listing_len(ctx, &name));
+        }
+    }
+}
+
+/// Any change to a listing key in database 0, whoever made it: re-read its size.
+pub fn on_keyspace_event(ctx: &Context, _kind: NotifyEvent, _event: &str, key: &[u8]) {
+    let Some((slot, scope)) = keys::parse_listing_key(key) else {
+        return;
+    };
+    // SAFETY: the function exists on every supported server (checked at load).
+    let db = unsafe { raw::RedisModule_GetSelectedDb.unwrap_unchecked()(ctx.get_raw()) };
+    if db == 0 {
+        let len = store::listing_len(ctx, key);
+        listing::directory().set(scope, slot, len);
+    }
+}
+
 #[loading_event_handler]
 fn on_loading(ctx: &Context, event: LoadingSubevent) {
     if event == LoadingSubevent::Ended {
         resync(ctx);
+        rebuild_directory(ctx);
     }
 }
 
@@ -33,6 +60,7 @@ fn on_role_changed(ctx: &Context, role: ServerRole) {
 fn on_flush(ctx: &Context, event: FlushSubevent) {
     if event == FlushSubevent::Ended {
         resync(ctx);
+        rebuild_directory(ctx);
     }
 }
 

@@ -119,6 +119,8 @@ pub struct Record {
     pub leaving: Option<Leaving>,
     /// The number of the latest event announced for this user.
     pub seq: u64,
+    /// The scopes (zone, org, room) the user is listed in while online, sorted and distinct.
+    pub scopes: Vec<Vec<u8>>,
     /// Policy set by the caller, not stored: whether changes of a user who stays online (a device
     /// joins or leaves) are announced too, and after how long without activity a connected user
     /// is away (0: never).
@@ -141,6 +143,7 @@ impl Default for Record {
             last_active: None,
             leaving: None,
             seq: 0,
+            scopes: Vec::new(),
             device_events: false,
             away_after: 0,
             grace: 0,
@@ -569,6 +572,23 @@ impl Record {
             .any(|(_, d)| d.context.as_deref() == Some(context))
     }
 
+    /// Places the user in `scopes` (replacing the ones they had) until they go offline.
+    pub fn set_scopes(&mut self, mut scopes: Vec<Vec<u8>>) {
+        scopes.sort_unstable();
+        scopes.dedup();
+        self.scopes = scopes;
+    }
+
+    /// The score of the user in the online listings (everyone, and each of their scopes): their
+    /// last activity, while the status as last settled shows them to others (connected, or
+    /// within a grace period, and not invisible). `None`: not listed.
+    pub fn listed(&self) -> Option<Millis> {
+        if self.status.public() == Status::Offline {
+            return None;
+        }
+        Some(self.last_active.or(self.since).unwrap_or(0))
+    }
+
     /// Records activity (a message sent, typing, the app in the foreground). Expects a settled
     /// record.
     pub fn activity(&mut self, now: Millis) {
@@ -600,6 +620,10 @@ impl Record {
             reason,
             Reason::Connect | Reason::Disconnect | Reason::Timeout
         );
+        if status == Status::Offline {
+            // Scopes hold only while online.
+            self.scopes.clear();
+        }
         if status != prev {
             self.status = status;
             self.since = Some(since);
@@ -1156,6 +1180,23 @@ mod tests {
             grace: ms,
             ..Record::default()
         }
+    }
+
+    #[test]
+    fn scopes_last_while_online_including_grace() {
+        let mut r = with_grace(500);
+        r.connect(b"d", 60_000, None, 0, MAX).unwrap();
+        r.set_scopes(vec![b"b".to_vec(), b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(r.scopes, vec![b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(r.listed(), Some(0));
+        r.activity(50);
+        assert_eq!(r.listed(), Some(50));
+        r.disconnect(b"d", 100);
+        assert_eq!(r.scopes.len(), 2, "kept during the grace period");
+        assert_eq!(r.listed(), Some(50));
+        r.settle(600);
+        assert!(r.scopes.is_empty());
+        assert_eq!(r.listed(), None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! clock reads on replicas) and announced as keyspace events.
 
 use crate::codec::{self, Changes};
+use crate::listing::Position;
 use crate::model::{Audience, Millis, Privacy, Record};
 use crate::{config, events, keys, stats, sweep};
 use redis_module::{raw, Context, NotifyEvent, RedisError, RedisString};
@@ -224,6 +225,66 @@ impl Key {
             raw::RedisModule_ZsetRangeStop.unwrap_unchecked()(self.ptr);
         }
         out
+    }
+
+    /// The number of members of a sorted-set key (0 for anything else).
+    fn zset_len(&self) -> u64 {
+        if self.kind() != raw::KeyType::ZSet {
+            return 0;
+        }
+        // SAFETY: an open sorted-set key.
+        unsafe { raw::RedisModule_ValueLength.unwrap_unchecked()(self.ptr) as u64 }
+    }
+
+    /// The member that comes first walking the sorted set from the highest score down, below
+    /// `bound` (score, then member, both descending); from the top when `bound` is `None`.
+    fn zset_first_below(
+        &self,
+        ctx: &Context,
+        bound: Option<(f64, &[u8])>,
+    ) -> Option<(Vec<u8>, f64)> {
+        if self.kind() != raw::KeyType::ZSet {
+            return None;
+        }
+        let max = bound.map_or(f64::INFINITY, |(score, _)| score);
+        let mut found = None;
+        // SAFETY: a range opened on an open sorted-set key, walked and stopped; each element
+        // string is owned by the RedisString that frees it.
+        unsafe {
+            let started = raw::RedisModule_ZsetLastInScoreRange.unwrap_unchecked()(
+                self.ptr,
+                f64::NEG_INFINITY,
+                max,
+                0,
+                0,
+            );
+            if started != raw::REDISMODULE_OK as c_int {
+                return None;
+            }
+            loop {
+                let mut score = 0f64;
+                let element = raw::RedisModule_ZsetRangeCurrentElement.unwrap_unchecked()(
+                    self.ptr, &mut score,
+                );
+                if element.is_null() {
+                    break;
+                }
+                let element = RedisString::from_redis_module_string(ctx.get_raw(), element);
+                // Equal scores come in descending member order: skip those at or above the bound.
+                let after_bound = bound.is_none_or(|(b_score, b_member)| {
+                    score < b_score || element.as_slice() < b_member
+                });
+                if after_bound {
+                    found = Some((element.as_slice().to_vec(), score));
+                    break;
+                }
+                if raw::RedisModule_ZsetRangePrev.unwrap_unchecked()(self.ptr) == 0 {
+                    break;
+                }
+            }
+            raw::RedisModule_ZsetRangeStop.unwrap_unchecked()(self.ptr);
+        }
+        found
     }
 
     /// The key's absolute expire time, if it has one.
@@ -459,6 +520,7 @@ impl UserWrite {
         let changes = codec::changes(&self.before, &self.record);
         self.write_fields(ctx, &changes);
         self.write_due(ctx, &changes);
+        self.write_listings(ctx, &changes);
         self.write_timer(ctx);
         self.write_expiry(ctx);
         events::publish(ctx, &self.user, &self.record.events);
@@ -525,6 +587,37 @@ impl UserWrite {
             }
             ctx.replicate("ZREM", argv.as_slice());
             ctx.notify_keyspace_event(NotifyEvent::ZSET, "zrem", name);
+        }
+    }
+
+    /// Keeps the user's entries in the slot's listings (everyone, and each scope) in step with
+    /// the record. A listing key that a client overwrote with another type is left alone: it is
+    /// an index, and the record stays right.
+    fn write_listings(&self, ctx: &Context, changes: &Changes) {
+        let member = string(&self.user);
+        let open = |scope: &Option<Vec<u8>>| {
+            let name = string(&keys::listing_key(self.keys.slot, scope.as_deref()));
+            let key = Key::open(ctx, &name, true);
+            key.check_type(raw::KeyType::ZSet)
+                .ok()
+                .map(|()| (name, key))
+        };
+        for (scope, score) in &changes.listed_set {
+            if let Some((name, key)) = open(scope) {
+                key.zset_add(*score as f64, &member);
+                drop(key);
+                ctx.replicate("ZADD", &[&name, &string(itoa(*score).as_bytes()), &member]);
+                ctx.notify_keyspace_event(NotifyEvent::ZSET, "zadd", &name);
+            }
+        }
+        for scope in &changes.listed_delete {
+            if let Some((name, key)) = open(scope) {
+                key.zset_rem(&member);
+                // Closed before the notification, so the directory sees an emptied key gone.
+                drop(key);
+                ctx.replicate("ZREM", &[&name, &member]);
+                ctx.notify_keyspace_event(NotifyEvent::ZSET, "zrem", &name);
+            }
         }
     }
 
@@ -649,6 +742,42 @@ pub fn drop_entry_if_due(ctx: &Context, name: &[u8], member: &[u8], now: Millis)
     }
 }
 
+/// The number of members of the sorted set `name`, as the listing directory counts them.
+pub fn listing_len(ctx: &Context, name: &[u8]) -> u64 {
+    Key::open(ctx, &string(name), false).zset_len()
+}
+
+/// The first member of a slot's listing after `bound` (from the top when `None`).
+pub fn listing_next(
+    ctx: &Context,
+    slot: u16,
+    scope: Option<&[u8]>,
+    bound: Option<&Position>,
+) -> Option<Position> {
+    let key = Key::open(ctx, &string(&keys::listing_key(slot, scope)), false);
+    key.zset_first_below(
+        ctx,
+        bound.map(|b| (b.last_active as f64, b.user.as_slice())),
+    )
+    .map(|(user, score)| Position {
+        last_active: score as Millis,
+        user,
+    })
+}
+
+/// The names of every listing key in the database, found by a scan of the keyspace.
+pub fn listing_keys(ctx: &Context) -> Vec<Vec<u8>> {
+    let found = std::cell::RefCell::new(Vec::new());
+    let cursor = redis_module::KeysCursor::new();
+    let collect = |_: &Context, name: &RedisString, _: Option<&redis_module::key::RedisKey>| {
+        if keys::parse_listing_key(name.as_slice()).is_some() {
+            found.borrow_mut().push(name.as_slice().to_vec());
+        }
+    };
+    while cursor.scan(ctx, &collect) {}
+    found.into_inner()
+}
+
 /// Counts the users with registered devices and their devices, from the due indexes.
 pub fn census(ctx: &Context) -> (i64, i64) {
     let (mut users, mut devices) = (0i64, 0i64);
@@ -700,6 +829,18 @@ pub fn check_server_api() -> Result<(), String> {
                 present!(RedisModule_ZsetRangeCurrentElement),
             ),
             ("ZsetRangeNext", present!(RedisModule_ZsetRangeNext)),
+            (
+                "ZsetLastInScoreRange",
+                present!(RedisModule_ZsetLastInScoreRange),
+            ),
+            ("ZsetRangePrev", present!(RedisModule_ZsetRangePrev)),
+            ("ValueLength", present!(RedisModule_ValueLength)),
+            ("Scan", present!(RedisModule_Scan)),
+            ("ScanCursorRestart", present!(RedisModule_ScanCursorRestart)),
+            (
+                "SubscribeToKeyspaceEvents",
+                present!(RedisModule_SubscribeToKeyspaceEvents),
+            ),
             ("ZsetRangeStop", present!(RedisModule_ZsetRangeStop)),
             ("PublishMessage", present!(RedisModule_PublishMessage)),
             (

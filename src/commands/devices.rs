@@ -4,7 +4,8 @@ use super::arguments;
 use crate::{args, config, stats, store};
 use redis_module::{Context, RedisResult, RedisString, RedisValue};
 
-/// `PRESENCE.ONLINE user device [TTL ms] [META json]`: the number of connected devices afterwards.
+/// `PRESENCE.ONLINE user device [TTL ms] [META json] [SCOPE s [s ...]]`: the number of connected
+/// devices afterwards.
 pub fn online(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 2)?;
     let cmd = args::online(&argv)?;
@@ -15,6 +16,9 @@ pub fn online(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         write
             .record
             .connect(cmd.device, ttl, cmd.meta, write.now, config::max_devices())?;
+    if let Some(scopes) = cmd.scopes {
+        write.record.set_scopes(scopes);
+    }
     stats::CONNECTS.add(i64::from(!known));
     write.commit(ctx);
     Ok(RedisValue::Integer(count as i64))

@@ -1,0 +1,48 @@
+//! PRESENCE.LIST and PRESENCE.COUNT: who is online on this node, everyone or a scope.
+
+use super::arguments;
+use crate::listing::{self, Position};
+use crate::model::Status;
+use crate::reply::Reply;
+use crate::{args, store};
+use redis_module::{Context, RedisResult, RedisString, RedisValue};
+
+/// `PRESENCE.LIST [SCOPE s] [LIMIT n] [CURSOR c]`: `[next cursor, rows]` as SCAN replies, each
+/// row `[user, status, last_active]`, most recently active first; the cursor is `0` at the end.
+pub fn list(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let argv = arguments(ctx, &args, 0)?;
+    let cmd = args::list(&argv)?;
+    let slots = listing::directory().slots(cmd.scope);
+    let (positions, more) = listing::page(&slots, cmd.after.as_ref(), cmd.limit, |slot, bound| {
+        store::listing_next(ctx, slot, cmd.scope, bound)
+    });
+    let now = store::now();
+    let mut rows = Vec::with_capacity(positions.len());
+    for Position { user, .. } in &positions {
+        // The listing is kept with each write; the status comes from the record at this
+        // moment, which also leaves out a user whose last device expired a moment ago and
+        // whom the sweep has not reached yet.
+        let view = store::read_user(ctx, user, false)?.view(now);
+        if view.status.public() == Status::Offline {
+            continue;
+        }
+        rows.push(Reply::Array(vec![
+            Reply::Bulk(user.clone()),
+            Reply::Text(view.status.as_str()),
+            Reply::opt_int(view.last_active),
+        ]));
+    }
+    let cursor = match positions.last() {
+        Some(last) if more => last.cursor().into_bytes(),
+        _ => b"0".to_vec(),
+    };
+    Reply::Array(vec![Reply::Bulk(cursor), Reply::Array(rows)]).send(ctx)
+}
+
+/// `PRESENCE.COUNT [SCOPE s]`: how many users the listing holds, from the node's directory.
+pub fn count(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let argv = arguments(ctx, &args, 0)?;
+    let scope = args::count(&argv)?;
+    let n = listing::directory().count(scope);
+    Ok(RedisValue::Integer(i64::try_from(n).unwrap_or(i64::MAX)))
+}
