@@ -80,7 +80,7 @@ fn meta(rng: &mut Rng) -> Vec<u8> {
 
 /// One random call.
 fn call(rng: &mut Rng) -> Vec<Vec<u8>> {
-    let name: &[u8] = match rng.below(24) {
+    let name: &[u8] = match rng.below(26) {
         0..=3 => b"PRESENCE.ONLINE",
         4..=7 => b"PRESENCE.HEARTBEAT",
         8..=9 => b"PRESENCE.OFFLINE",
@@ -96,6 +96,8 @@ fn call(rng: &mut Rng) -> Vec<Vec<u8>> {
         20 => b"PRESENCE.PRIVACY",
         21 => b"PRESENCE.CONTACTS",
         22 => b"PRESENCE.GET",
+        23 => b"PRESENCE.LIST",
+        24 => b"PRESENCE.COUNT",
         _ => b"PRESENCE.HEARTBEAT",
     };
     let mut args = vec![name.to_vec()];
@@ -104,7 +106,7 @@ fn call(rng: &mut Rng) -> Vec<Vec<u8>> {
         _ => match name {
             b"PRESENCE.GET" | b"PRESENCE.DEVICES" => 1,
             b"PRESENCE.BULK" => 1 + rng.below(8) as usize,
-            b"PRESENCE.SWEEP" => 0,
+            b"PRESENCE.SWEEP" | b"PRESENCE.LIST" | b"PRESENCE.COUNT" => 0,
             b"PRESENCE.ACTIVITY" => 1 + rng.below(2) as usize,
             b"PRESENCE.CONTEXT" => 3,
             b"PRESENCE.PRIVACY" => 1,
@@ -137,7 +139,18 @@ fn call(rng: &mut Rng) -> Vec<Vec<u8>> {
         }
     }
     for _ in 0..rng.below(3) {
-        match rng.below(11) {
+        match rng.below(13) {
+            11 => {
+                args.push(b"SCOPE".to_vec());
+                for _ in 0..rng.below(3) {
+                    args.push(id(rng, "s"));
+                }
+            }
+            12 => {
+                let cursors: [&[u8]; 4] = [b"0", b"1700000000000-61", b"12", b"-1-"];
+                args.push(b"CURSOR".to_vec());
+                args.push(cursors[rng.below(4) as usize].to_vec());
+            }
             8 => {
                 args.push(b"VIEWER".to_vec());
                 args.push(id(rng, "u"));
@@ -276,7 +289,40 @@ fn check_consistency(con: &mut redis::Connection, external: bool) {
         indexed.len(),
         "device fields without index entries"
     );
+    // The listing of everyone holds exactly the users that others see online, and each scope
+    // listing only users of that listing.
+    let members = |con: &mut redis::Connection, pattern: &str| -> BTreeSet<Vec<u8>> {
+        let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg(pattern).query(con).unwrap();
+        let mut all = BTreeSet::new();
+        for key in keys {
+            let users: Vec<Vec<u8>> = redis::cmd("ZRANGE")
+                .arg(key)
+                .arg(0)
+                .arg(-1)
+                .query(con)
+                .unwrap();
+            all.extend(users);
+        }
+        all
+    };
+    let listed = members(con, "presence:online:*");
+    let visible: BTreeSet<Vec<u8>> = users
+        .keys()
+        .filter(|user| {
+            let g = map(&call_bytes(con, &[b"PRESENCE.GET", user]));
+            text(&g["status"]) != "invisible"
+        })
+        .cloned()
+        .collect();
+    assert_eq!(listed, visible, "the listing of everyone");
+    let scoped = members(con, "presence:scope:*");
+    assert!(
+        scoped.is_subset(&listed),
+        "scope members that are not listed"
+    );
     if !external {
+        let count = int(&call_bytes(con, &[b"PRESENCE.COUNT"]));
+        assert_eq!(count as usize, listed.len(), "COUNT");
         let info: String = redis::cmd("INFO").arg("presence").query(con).unwrap();
         let gauge = |name: &str| -> usize {
             info.lines()
