@@ -217,6 +217,15 @@ pub fn parse_listing_key(name: &[u8]) -> Option<(u16, Option<&[u8]>)> {
     }
 }
 
+/// The slot of a due index or timers set, if `name` is one.
+pub fn parse_index_key(name: &[u8]) -> Option<u16> {
+    if !name.starts_with(DUE_PREFIX) && !name.starts_with(TIMERS_PREFIX) {
+        return None;
+    }
+    let slot = slot(name);
+    (due_key(slot) == name || timers_key(slot) == name).then_some(slot)
+}
+
 fn slot_key(prefix: &[u8], slot: u16) -> Vec<u8> {
     let tag = slot_tag(slot);
     let mut key = Vec::with_capacity(prefix.len() + tag.len() + 2);
@@ -230,6 +239,15 @@ fn slot_key(prefix: &[u8], slot: u16) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn index_keys_name_their_slot() {
+        let slot = slot(b"bob");
+        assert_eq!(parse_index_key(&due_key(slot)), Some(slot));
+        assert_eq!(parse_index_key(&timers_key(slot)), Some(slot));
+        assert_eq!(parse_index_key(b"presence:due:{xyzzy}"), None);
+        assert_eq!(parse_index_key(b"presence:{bob}"), None);
+    }
 
     #[test]
     fn listing_keys_name_their_slot_and_scope() {

@@ -27,16 +27,29 @@ fn rebuild_directory(ctx: &Context) {
     }
 }
 
-/// Any change to a listing key in database 0, whoever made it: re-read its size.
-pub fn on_keyspace_event(ctx: &Context, _kind: NotifyEvent, _event: &str, key: &[u8]) {
-    let Some((slot, scope)) = keys::parse_listing_key(key) else {
-        return;
+/// Keyspace notifications: a listing key in database 0 changed, whoever changed it (re-read its
+/// size for the directory), or an index key was restored (resharding moved it here: the sweep
+/// must look at its slot).
+pub fn on_keyspace_event(ctx: &Context, _kind: NotifyEvent, event: &str, key: &[u8]) {
+    let listing = keys::parse_listing_key(key);
+    let restored_index = match event {
+        "restore" => keys::parse_index_key(key),
+        _ => None,
     };
+    if listing.is_none() && restored_index.is_none() {
+        return;
+    }
     // SAFETY: the function exists on every supported server (checked at load).
     let db = unsafe { raw::RedisModule_GetSelectedDb.unwrap_unchecked()(ctx.get_raw()) };
-    if db == 0 {
+    if db != 0 {
+        return;
+    }
+    if let Some((slot, scope)) = listing {
         let len = store::listing_len(ctx, key);
         listing::directory().set(scope, slot, len);
+    }
+    if let Some(slot) = restored_index {
+        sweep::recheck(slot);
     }
 }
 

@@ -44,6 +44,12 @@ pub fn note_deadline(slot: u16, deadline: Millis) {
 }
 
 /// Forget every hint: the next run looks at every slot.
+/// Makes the sweep read the slot's indexes on its next run (they arrived by another way than this
+/// node's writes: a restored key).
+pub fn recheck(slot: u16) {
+    NEXT_DUE[usize::from(slot) & (SLOTS - 1)].store(UNKNOWN, Ordering::Relaxed);
+}
+
 pub fn recheck_all() {
     for hint in &NEXT_DUE {
         hint.store(UNKNOWN, Ordering::Relaxed);

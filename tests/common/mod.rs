@@ -32,7 +32,7 @@ pub struct Server {
     restore: Vec<(String, String)>,
 }
 
-fn root() -> PathBuf {
+pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -48,7 +48,7 @@ pub fn module_path() -> PathBuf {
     path
 }
 
-fn binary(kind: Kind) -> PathBuf {
+pub fn binary(kind: Kind) -> PathBuf {
     match kind {
         Kind::Redis => std::env::var_os("REDIS_SERVER")
             .map(PathBuf::from)
@@ -81,7 +81,7 @@ pub fn kinds() -> Vec<Kind> {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -484,7 +484,11 @@ pub struct Subscriber {
 
 impl Subscriber {
     pub fn new(server: &Server, command: &str, channels: &[&[u8]]) -> Subscriber {
-        let mut con = server.con();
+        Subscriber::on(server.con(), command, channels)
+    }
+
+    /// Subscribes on a connection of the caller's.
+    pub fn on(mut con: Connection, command: &str, channels: &[&[u8]]) -> Subscriber {
         let mut cmd = redis::cmd(command);
         for c in channels {
             cmd.arg(*c);

@@ -1,0 +1,651 @@
+//! Redis Cluster: local clusters of 3 masters with a replica each, started by `scripts/cluster.sh`
+//! with the freshly built module, on Redis 7.0 and on Valkey 9.1. Commands through a cluster
+//! client, multi-user reads merged per slot and per node, sharded events, resharding and failover.
+
+mod common;
+
+use common::*;
+use redis::cluster::{ClusterClient, ClusterConnection};
+use redis::{Connection, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A running local cluster, stopped (and its directory removed) when dropped.
+struct Cluster {
+    kind: Kind,
+    base: u16,
+    dir: PathBuf,
+}
+
+fn script(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("bash")
+        .arg(root().join("scripts/cluster.sh"))
+        .args(args)
+        .env("PRESENCE_MODULE", module_path())
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// Six free client ports in a row whose cluster-bus ports (+10000) are free too.
+fn free_base() -> u16 {
+    loop {
+        let base = free_port();
+        if base > 50_000 {
+            continue;
+        }
+        let free = (0..6).all(|i| {
+            [base + i, base + i + 10_000]
+                .iter()
+                .all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        });
+        if free {
+            return base;
+        }
+    }
+}
+
+impl Cluster {
+    fn start(kind: Kind, module_args: &[&str]) -> Cluster {
+        let server = match kind {
+            Kind::Redis => "redis",
+            Kind::Valkey => "valkey",
+        };
+        let mut last = String::new();
+        for _ in 0..3 {
+            let base = free_base();
+            let dir = std::env::temp_dir()
+                .join(format!("presence-cluster-{}-{base}", std::process::id()));
+            let base_text = base.to_string();
+            let dir_text = dir.to_string_lossy().to_string();
+            let mut args = vec![
+                "start", "--server", server, "--port", &base_text, "--dir", &dir_text, "--",
+            ];
+            args.extend_from_slice(module_args);
+            match script(&args) {
+                Ok(_) => return Cluster { kind, base, dir },
+                Err(e) => {
+                    last = e;
+                    let _ = script(&["stop", "--dir", &dir_text]);
+                }
+            }
+        }
+        panic!("{kind:?}: the cluster did not start: {last}");
+    }
+
+    fn ports(&self) -> Vec<u16> {
+        (self.base..self.base + 6).collect()
+    }
+
+    fn con(&self, port: u16) -> Connection {
+        redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(5)))
+            .expect("connect to a node")
+    }
+
+    fn client(&self) -> ClusterConnection {
+        let nodes: Vec<String> = self
+            .ports()
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}/"))
+            .collect();
+        ClusterClient::builder(nodes)
+            .connection_timeout(Duration::from_secs(2))
+            .response_timeout(Duration::from_secs(5))
+            .build()
+            .and_then(|c| c.get_connection())
+            .expect("cluster connection")
+    }
+
+    /// The masters that own slots, as `CLUSTER NODES` on a live node says: (port, slot ranges).
+    fn masters(&self) -> Vec<(u16, Vec<(u16, u16)>)> {
+        for port in self.ports() {
+            let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}/")) else {
+                continue;
+            };
+            let Ok(mut con) = client.get_connection_with_timeout(Duration::from_millis(500)) else {
+                continue;
+            };
+            let Ok(nodes) = redis::cmd("CLUSTER").arg("NODES").query::<String>(&mut con) else {
+                continue;
+            };
+            let mut masters = Vec::new();
+            for line in nodes.lines() {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                if fields.len() < 8 || !fields[2].contains("master") || fields[2].contains("fail") {
+                    continue;
+                }
+                let addr = fields[1].split('@').next().unwrap_or("");
+                let port: u16 = addr
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+                let ranges: Vec<(u16, u16)> = fields[8..]
+                    .iter()
+                    .filter(|r| !r.starts_with('['))
+                    .filter_map(|r| {
+                        let (lo, hi) = r.split_once('-').unwrap_or((r, r));
+                        Some((lo.parse().ok()?, hi.parse().ok()?))
+                    })
+                    .collect();
+                if !ranges.is_empty() {
+                    masters.push((port, ranges));
+                }
+            }
+            masters.sort();
+            return masters;
+        }
+        panic!("no node of the cluster answers");
+    }
+
+    /// The port of the master that owns `slot`.
+    fn owner(&self, slot: u16) -> u16 {
+        self.masters()
+            .into_iter()
+            .find(|(_, ranges)| ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&slot)))
+            .map(|(port, _)| port)
+            .expect("an owner for every slot")
+    }
+
+    fn move_slot(&self, slot: u16, to: u16) -> String {
+        let dir = self.dir.to_string_lossy().to_string();
+        script(&[
+            "move-slot",
+            &slot.to_string(),
+            &to.to_string(),
+            "--dir",
+            &dir,
+        ])
+        .unwrap_or_else(|e| panic!("{:?}: move-slot failed: {e}", self.kind))
+    }
+
+    /// Kills a node as a crash would.
+    fn kill(&self, port: u16) {
+        let pid = std::fs::read_to_string(self.dir.join(port.to_string()).join("server.pid"))
+            .expect("pid file");
+        let status = Command::new("kill")
+            .args(["-9", pid.trim()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = script(&["stop", "--dir", &self.dir.to_string_lossy()]);
+    }
+}
+
+fn on_each_cluster(module_args: &[&str], check: impl Fn(&Cluster)) {
+    if external().is_some() {
+        eprintln!("skipped: needs servers of its own");
+        return;
+    }
+    for kind in kinds() {
+        let cluster = Cluster::start(kind, module_args);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&cluster)));
+        if let Err(panic) = outcome {
+            eprintln!("failed on a {kind:?} cluster");
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+fn q(con: &mut impl redis::ConnectionLike, args: &[&str]) -> Result<Value, String> {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query::<Value>(con).map_err(|e| e.to_string())
+}
+
+/// The cluster slot of a key without braces, computed here as the cluster specification says
+/// (CRC16/XMODEM modulo 16384; the tests check it against CLUSTER KEYSLOT). The module's own code
+/// cannot be linked into a test binary: it installs the server's allocator.
+mod keys {
+    pub fn slot(key: &[u8]) -> u16 {
+        let mut crc: u16 = 0;
+        for &byte in key {
+            crc ^= u16::from(byte) << 8;
+            for _ in 0..8 {
+                crc = if crc & 0x8000 != 0 {
+                    (crc << 1) ^ 0x1021
+                } else {
+                    crc << 1
+                };
+            }
+        }
+        crc & 0x3fff
+    }
+}
+
+/// Users whose ids (without braces: each its own hash tag) all fall in one slot.
+fn users_in_slot(prefix: &str, slot: u16, n: usize) -> Vec<String> {
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .filter(|u| keys::slot(u.as_bytes()) == slot)
+        .take(n)
+        .collect()
+}
+
+/// PRESENCE.BULK for users anywhere in the cluster: one BULK per slot (a cluster refuses keys of
+/// several slots in one command, as for MGET), rows put back in the order asked.
+fn bulk_anywhere(con: &mut ClusterConnection, users: &[String]) -> Vec<Vec<Value>> {
+    let mut by_slot: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+    for (i, user) in users.iter().enumerate() {
+        by_slot
+            .entry(keys::slot(user.as_bytes()))
+            .or_default()
+            .push(i);
+    }
+    let mut rows: Vec<Vec<Value>> = vec![Vec::new(); users.len()];
+    for positions in by_slot.values() {
+        let mut args = vec!["PRESENCE.BULK"];
+        args.extend(positions.iter().map(|&i| users[i].as_str()));
+        let reply = array(&q(con, &args).unwrap());
+        for (&i, row) in positions.iter().zip(reply) {
+            rows[i] = array(&row);
+        }
+    }
+    rows
+}
+
+/// PRESENCE.LIST over the whole cluster: every master's pages, merged by last activity (then user
+/// id, both descending, the order each node uses).
+fn list_everywhere(cluster: &Cluster, scope: Option<&str>) -> Vec<(String, i64)> {
+    let mut all = Vec::new();
+    for (port, _) in cluster.masters() {
+        let mut con = cluster.con(port);
+        let mut cursor = "0".to_string();
+        loop {
+            let mut args = vec!["PRESENCE.LIST", "LIMIT", "7", "CURSOR", &cursor];
+            if let Some(scope) = scope {
+                args.extend(["SCOPE", scope]);
+            }
+            let reply = array(&q(&mut con, &args).unwrap());
+            for row in array(&reply[1]) {
+                let row = array(&row);
+                all.push((text(&row[0]), int(&row[2])));
+            }
+            cursor = text(&reply[0]);
+            if cursor == "0" {
+                break;
+            }
+        }
+    }
+    all.sort_by(|a, b| (b.1, b.0.as_bytes()).cmp(&(a.1, a.0.as_bytes())));
+    all
+}
+
+fn count_everywhere(cluster: &Cluster, scope: Option<&str>) -> i64 {
+    cluster
+        .masters()
+        .into_iter()
+        .map(|(port, _)| {
+            let mut con = cluster.con(port);
+            let mut args = vec!["PRESENCE.COUNT"];
+            if let Some(scope) = scope {
+                args.extend(["SCOPE", scope]);
+            }
+            int(&q(&mut con, &args).unwrap())
+        })
+        .sum()
+}
+
+#[test]
+fn single_user_commands_route_to_the_owner_and_multi_user_reads_merge() {
+    on_each_cluster(&["away-after", "0"], |cluster| {
+        let mut con = cluster.client();
+        let users: Vec<String> = (0..24).map(|i| format!("user:{i}")).collect();
+        for user in &users {
+            q(
+                &mut con,
+                &["PRESENCE.ONLINE", user, "phone", "SCOPE", "team"],
+            )
+            .unwrap();
+            // Distinct activity times make the merged order unambiguous.
+            let active = int(&map(&q(&mut con, &["PRESENCE.GET", user]).unwrap())["last_active"]);
+            assert!(wait_until(WAIT, || epoch_ms() > active));
+        }
+        for user in &users {
+            let slot = int(&q(&mut con, &["CLUSTER", "KEYSLOT", user]).unwrap());
+            assert_eq!(slot, i64::from(keys::slot(user.as_bytes())), "{user}");
+        }
+        // The users are spread over every master, and each user's keys live on its owner only.
+        let masters = cluster.masters();
+        assert_eq!(masters.len(), 3);
+        let mut per_master: BTreeMap<u16, usize> = BTreeMap::new();
+        for user in &users {
+            let owner = cluster.owner(keys::slot(user.as_bytes()));
+            *per_master.entry(owner).or_default() += 1;
+            let mut node = cluster.con(owner);
+            let key = format!("presence:{{{user}}}");
+            assert_eq!(q(&mut node, &["EXISTS", &key]).unwrap(), Value::Int(1));
+        }
+        assert_eq!(per_master.len(), 3, "{per_master:?}");
+        // Every single-user command works through the cluster client, unchanged.
+        let u = users[0].as_str();
+        assert_eq!(
+            int(&q(&mut con, &["PRESENCE.HEARTBEAT", u, "phone"]).unwrap()),
+            1
+        );
+        q(&mut con, &["PRESENCE.STATUS", u, "busy"]).unwrap();
+        q(&mut con, &["PRESENCE.CONTEXT", u, "phone", "chat:1"]).unwrap();
+        assert_eq!(
+            int(&q(&mut con, &["PRESENCE.INCONTEXT", u, "chat:1"]).unwrap()),
+            1
+        );
+        assert_eq!(
+            array(&q(&mut con, &["PRESENCE.DEVICES", u]).unwrap()).len(),
+            1
+        );
+        q(&mut con, &["PRESENCE.CONTACTS", u, "ADD", "user:1"]).unwrap();
+        q(&mut con, &["PRESENCE.PRIVACY", u, "ONLINE", "contacts"]).unwrap();
+        let seen = map(&q(&mut con, &["PRESENCE.GET", u, "VIEWER", "user:1"]).unwrap());
+        assert_eq!(text(&seen["status"]), "busy");
+
+        // BULK over several slots is refused as MGET would be; one BULK per slot works.
+        let e = q(&mut con, &["PRESENCE.BULK", "user:0", "user:1"]).unwrap_err();
+        assert!(e.to_uppercase().contains("CROSSSLOT"), "{e}");
+        let rows = bulk_anywhere(&mut con, &users);
+        for (user, row) in users.iter().zip(&rows) {
+            assert_eq!(&text(&row[0]), user);
+        }
+        assert_eq!(text(&rows[0][1]), "busy");
+        assert!(rows[1..].iter().all(|r| text(&r[1]) == "online"));
+        // Users who share a hash tag share a slot: one BULK, one node.
+        for user in ["{org:7}ann", "{org:7}bob"] {
+            q(&mut con, &["PRESENCE.ONLINE", user, "web"]).unwrap();
+        }
+        let both = array(&q(&mut con, &["PRESENCE.BULK", "{org:7}ann", "{org:7}bob"]).unwrap());
+        assert_eq!(both.len(), 2);
+
+        // COUNT sums over the masters; LIST merges their pages by last activity.
+        assert_eq!(count_everywhere(cluster, Some("team")), 24);
+        assert_eq!(count_everywhere(cluster, None), 26);
+        let merged: Vec<String> = list_everywhere(cluster, Some("team"))
+            .into_iter()
+            .map(|(user, _)| user)
+            .collect();
+        // Heartbeats, STATUS and CONTEXT are not activity: the order is that of connection.
+        let mut newest_first = users.clone();
+        newest_first.reverse();
+        assert_eq!(merged, newest_first);
+    });
+}
+
+#[test]
+fn per_user_events_come_from_the_owner_and_the_global_channel_reaches_every_node() {
+    on_each_cluster(&[], |cluster| {
+        let user = "eve";
+        let owner = cluster.owner(keys::slot(user.as_bytes()));
+        let other = cluster
+            .masters()
+            .into_iter()
+            .map(|(port, _)| port)
+            .find(|&p| p != owner)
+            .unwrap();
+        let channel = format!("presence:{{{user}}}");
+        let mut own = Subscriber::on(cluster.con(owner), "SSUBSCRIBE", &[channel.as_bytes()]);
+        let mut global = Subscriber::on(cluster.con(other), "SUBSCRIBE", &[b"presence:events"]);
+        // A sharded channel belongs to its slot's owner.
+        let mut elsewhere = cluster.con(other);
+        let e = q(&mut elsewhere, &["SPUBLISH", &channel, "x"]).unwrap_err();
+        assert!(e.to_uppercase().contains("MOVED"), "{e}");
+
+        let mut con = cluster.client();
+        q(&mut con, &["PRESENCE.ONLINE", user, "phone"]).unwrap();
+        q(&mut con, &["PRESENCE.OFFLINE", user, "phone"]).unwrap();
+        for got in [own.take(2, WAIT), global.take(2, WAIT)] {
+            let seen: Vec<(&str, i64)> = got
+                .iter()
+                .map(|m| (m.str("status"), m.int("seq")))
+                .collect();
+            assert_eq!(seen, vec![("online", 1), ("offline", 2)]);
+            assert!(got.iter().all(|m| m.str("user") == user));
+        }
+    });
+}
+
+/// Heartbeats every device of `users` through the cluster client until `stop`, counting replies
+/// that were not 1 (a device the node did not know) and errors that lasted.
+fn heartbeat_until(
+    cluster: &Cluster,
+    users: Vec<String>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(usize, Vec<String>)> {
+    let mut con = cluster.client();
+    std::thread::spawn(move || {
+        let (mut unknown, mut errors) = (0, Vec::new());
+        while !stop.load(Ordering::Relaxed) {
+            for user in &users {
+                match q(&mut con, &["PRESENCE.HEARTBEAT", user, "d"]) {
+                    Ok(Value::Int(1)) => {}
+                    Ok(_) => unknown += 1,
+                    Err(e) => errors.push(e),
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (unknown, errors)
+    })
+}
+
+#[test]
+fn resharding_moves_presence_timeouts_and_events_to_the_new_owner() {
+    on_each_cluster(&["away-after", "0", "sweep-interval", "20"], |cluster| {
+        let slot = keys::slot(b"mover0");
+        let users = users_in_slot("mover", slot, 8);
+        let mut con = cluster.client();
+        for user in &users {
+            q(
+                &mut con,
+                &[
+                    "PRESENCE.ONLINE",
+                    user,
+                    "d",
+                    "TTL",
+                    "3000",
+                    "SCOPE",
+                    "moving",
+                ],
+            )
+            .unwrap();
+        }
+        let from = cluster.owner(slot);
+        let to = cluster
+            .masters()
+            .into_iter()
+            .map(|(port, _)| port)
+            .find(|&p| p != from)
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let beating = heartbeat_until(cluster, users[1..].to_vec(), stop.clone());
+        std::thread::sleep(Duration::from_millis(300));
+        let moved = cluster.move_slot(slot, to);
+        assert!(
+            moved.contains(&format!("moved from {from} to {to}")),
+            "{moved}"
+        );
+        assert_eq!(cluster.owner(slot), to);
+
+        // Nothing is left behind; the new owner holds every key, listing included.
+        let mut old = cluster.con(from);
+        let mut new = cluster.con(to);
+        let keys_in = |con: &mut Connection| {
+            int(&q(con, &["CLUSTER", "COUNTKEYSINSLOT", &slot.to_string()]).unwrap())
+        };
+        assert_eq!(keys_in(&mut old), 0);
+        // The records, the due index, the listing of everyone and the scope's.
+        assert_eq!(keys_in(&mut new), 8 + 3);
+        assert_eq!(
+            int(&q(&mut old, &["PRESENCE.COUNT", "SCOPE", "moving"]).unwrap()),
+            0
+        );
+        assert_eq!(
+            int(&q(&mut new, &["PRESENCE.COUNT", "SCOPE", "moving"]).unwrap()),
+            8
+        );
+
+        // users[0] stopped heartbeating before the move: the new owner's sweep announces its
+        // timeout, on its own sharded channel and nowhere twice.
+        let channel = format!("presence:{{{}}}", users[0]);
+        let mut events = Subscriber::on(cluster.con(to), "SSUBSCRIBE", &[channel.as_bytes()]);
+        let got = events.take(1, WAIT);
+        assert_eq!(
+            got.len(),
+            1,
+            "{:?}: no timeout event from the new owner",
+            cluster.kind
+        );
+        assert_eq!(
+            (
+                got[0].str("status"),
+                got[0].str("reason"),
+                got[0].int("seq")
+            ),
+            ("offline", "timeout", 2)
+        );
+        assert_eq!(
+            int(&q(&mut new, &["PRESENCE.COUNT", "SCOPE", "moving"]).unwrap()),
+            7
+        );
+
+        // The others kept heartbeating through the move: never lost, never re-registered.
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::Relaxed);
+        let (unknown, errors) = beating.join().unwrap();
+        assert_eq!(
+            unknown, 0,
+            "{:?}: heartbeats that found no device",
+            cluster.kind
+        );
+        assert!(errors.is_empty(), "{:?}: {errors:?}", cluster.kind);
+        for row in bulk_anywhere(&mut con, &users[1..].to_vec()) {
+            assert_eq!(text(&row[1]), "online");
+        }
+        // And they time out on the new owner once they stop.
+        assert!(wait_until(WAIT, || int(&q(
+            &mut new,
+            &["PRESENCE.COUNT", "SCOPE", "moving"]
+        )
+        .unwrap())
+            == 0));
+    });
+}
+
+#[test]
+fn after_a_failover_the_new_master_keeps_presence_and_sweeps_without_repeating_seq() {
+    on_each_cluster(&["away-after", "0", "sweep-interval", "20"], |cluster| {
+        let victim = cluster.masters()[0].0;
+        let survivor = cluster.masters()[1].0;
+        // Users of the master about to fail: some keep heartbeating, some stop.
+        let on_victim: Vec<String> = (0..)
+            .map(|i| format!("fo:{i}"))
+            .filter(|u| cluster.owner(keys::slot(u.as_bytes())) == victim)
+            .take(10)
+            .collect();
+        let (staying, leaving) = on_victim.split_at(5);
+        let mut global = Subscriber::on(cluster.con(survivor), "SUBSCRIBE", &[b"presence:events"]);
+        let mut con = cluster.client();
+        // Heartbeats cannot reach the slots while the failover lasts (seconds): the staying
+        // devices have a TTL that outlasts it, the leaving ones a short one.
+        for user in staying {
+            q(&mut con, &["PRESENCE.ONLINE", user, "d", "TTL", "15000"]).unwrap();
+        }
+        for user in leaving {
+            q(&mut con, &["PRESENCE.ONLINE", user, "d", "TTL", "2000"]).unwrap();
+        }
+        let mut victim_con = cluster.con(victim);
+        let acked = int(&q(&mut victim_con, &["WAIT", "1", "5000"]).unwrap());
+        assert_eq!(acked, 1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let beating = heartbeat_until(cluster, staying.to_vec(), stop.clone());
+
+        let killed_at = Instant::now();
+        cluster.kill(victim);
+        let promoted = wait_until(Duration::from_secs(30), || {
+            cluster.masters().iter().all(|(port, _)| *port != victim)
+                && cluster
+                    .masters()
+                    .iter()
+                    .map(|(_, r)| r.len())
+                    .sum::<usize>()
+                    >= 3
+        });
+        assert!(promoted, "{:?}: no replica took over", cluster.kind);
+        let failover = killed_at.elapsed();
+        let new_master = cluster.owner(keys::slot(on_victim[0].as_bytes()));
+        assert_ne!(new_master, victim);
+
+        // The leaving users' devices are swept by the new master: once each, seq 2 after seq 1.
+        let limit = Duration::from_millis(2000) + failover + Duration::from_secs(5);
+        let mut offline: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        let mut all: Vec<Message> = Vec::new();
+        let until = Instant::now() + limit;
+        let all_left =
+            |offline: &BTreeMap<String, Vec<i64>>| leaving.iter().all(|u| offline.contains_key(u));
+        while !all_left(&offline) && Instant::now() < until {
+            if let Some(m) = global.next(until.saturating_duration_since(Instant::now())) {
+                if m.str("status") == "offline" {
+                    offline
+                        .entry(m.str("user").to_string())
+                        .or_default()
+                        .push(m.int("seq"));
+                }
+                all.push(m);
+            }
+        }
+        for user in leaving {
+            assert_eq!(
+                offline.get(user),
+                Some(&vec![2]),
+                "{:?}: {user}: {all:?}",
+                cluster.kind
+            );
+        }
+        // The staying users never went offline, and their presence is whole on the new master.
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::Relaxed);
+        let _ = beating.join().unwrap();
+        let mut new = cluster.con(new_master);
+        for user in staying {
+            assert!(!offline.contains_key(user), "{user} announced offline");
+            let g = map(&q(&mut new, &["PRESENCE.GET", user]).unwrap());
+            assert_eq!(text(&g["status"]), "online", "{user}");
+        }
+        // Every seq a user was announced with is new.
+        let mut seqs: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        for m in &all {
+            seqs.entry(m.str("user").to_string())
+                .or_default()
+                .push(m.int("seq"));
+        }
+        for (user, seq) in seqs {
+            let mut distinct = seq.clone();
+            distinct.dedup();
+            assert_eq!(distinct, seq, "{user}: a seq announced twice");
+        }
+        eprintln!(
+            "{:?}: failover took {} ms",
+            cluster.kind,
+            failover.as_millis()
+        );
+    });
+}
