@@ -522,6 +522,10 @@ fn resharding_moves_presence_timeouts_and_events_to_the_new_owner() {
             ),
             ("offline", "timeout", 2)
         );
+        // Within a second of the deadline: the restored index told the new owner's sweep to look
+        // at the slot at once (its periodic re-reading of every slot takes longer).
+        let late = got[0].received - got[0].int("ts");
+        assert!(late < 1000, "{:?}: announced {late} ms late", cluster.kind);
         assert_eq!(
             int(&q(&mut new, &["PRESENCE.COUNT", "SCOPE", "moving"]).unwrap()),
             7
