@@ -3,8 +3,10 @@
 
 use crate::args::{MAX_TTL, MIN_TTL};
 use crate::model::Millis;
+use redis_module::configuration::{ConfigurationContext, ConfigurationValue};
+use redis_module::{RedisError, RedisString};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{LazyLock, Mutex};
+use std::sync::Mutex;
 
 pub const DAY: i64 = 24 * 3600 * 1000;
 
@@ -117,12 +119,65 @@ pub static SWEEP_INTERVAL: AtomicI64 = AtomicI64::new(SWEEP_INTERVAL_DEFAULT);
 /// Devices one sweep run may remove.
 pub static SWEEP_BUDGET: AtomicI64 = AtomicI64::new(SWEEP_BUDGET_DEFAULT);
 /// The global events channel; empty turns it off.
-pub static EVENTS_CHANNEL: LazyLock<Mutex<String>> =
-    LazyLock::new(|| Mutex::new(EVENTS_CHANNEL_DEFAULT.to_string()));
+pub static EVENTS_CHANNEL: StringSetting = StringSetting::new(false);
 /// Whether device-level changes of users who stay online are announced.
 pub static DEVICE_EVENTS: AtomicBool = AtomicBool::new(false);
-/// The stream that also receives every event; empty turns it off.
-pub static EVENTS_STREAM: LazyLock<Mutex<String>> = LazyLock::new(|| Mutex::new(String::new()));
+/// The stream that also receives every event; empty turns it off. Not in cluster mode (a stream
+/// is one key in one slot, and events come from every master).
+pub static EVENTS_STREAM: StringSetting = StringSetting::new(true);
+
+/// Whether the server runs in cluster mode (set at load).
+pub static CLUSTER_MODE: AtomicBool = AtomicBool::new(false);
+
+pub const STREAM_IN_CLUSTER: &str = "events-stream is not available in cluster mode: a stream is \
+     one key in one slot, and events come from every master (use the per-user sharded channels \
+     or the global channel)";
+
+/// A string setting. Unlike the crate's `Mutex<String>`, it refuses values with a NUL byte
+/// (which the server's configuration reply could not carry) instead of failing on `CONFIG GET`.
+pub struct StringSetting {
+    value: Mutex<String>,
+    refused_in_cluster: bool,
+}
+
+impl StringSetting {
+    const fn new(refused_in_cluster: bool) -> Self {
+        StringSetting {
+            value: Mutex::new(String::new()),
+            refused_in_cluster,
+        }
+    }
+
+    /// A copy of the value (a poisoned lock still holds a valid string).
+    pub fn get(&self) -> String {
+        match self.value.lock() {
+            Ok(value) => value.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+impl ConfigurationValue<RedisString> for StringSetting {
+    fn get(&self, _ctx: &ConfigurationContext) -> RedisString {
+        RedisString::create_from_slice(std::ptr::null_mut(), self.get().as_bytes())
+    }
+
+    fn set(&self, _ctx: &ConfigurationContext, value: RedisString) -> Result<(), RedisError> {
+        let text = value.try_as_str()?;
+        if text.contains('\0') {
+            return Err(RedisError::Str("the value must not contain a NUL byte"));
+        }
+        if self.refused_in_cluster && !text.is_empty() && CLUSTER_MODE.load(Ordering::Relaxed) {
+            return Err(RedisError::Str(STREAM_IN_CLUSTER));
+        }
+        let mut stored = match self.value.lock() {
+            Ok(stored) => stored,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *stored = text.to_owned();
+        Ok(())
+    }
+}
 /// Approximate length the events stream is trimmed to.
 pub static EVENTS_STREAM_MAXLEN: AtomicI64 = AtomicI64::new(STREAM_MAXLEN_DEFAULT);
 
@@ -146,20 +201,12 @@ pub fn device_events() -> bool {
     DEVICE_EVENTS.load(Ordering::Relaxed)
 }
 
-/// A copy of a string setting (a poisoned lock still holds a valid string).
-fn read(setting: &Mutex<String>) -> String {
-    match setting.lock() {
-        Ok(value) => value.clone(),
-        Err(poisoned) => poisoned.into_inner().clone(),
-    }
-}
-
 pub fn events_channel() -> String {
-    read(&EVENTS_CHANNEL)
+    EVENTS_CHANNEL.get()
 }
 
 pub fn events_stream() -> String {
-    read(&EVENTS_STREAM)
+    EVENTS_STREAM.get()
 }
 
 pub fn events_stream_maxlen() -> i64 {

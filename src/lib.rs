@@ -19,7 +19,9 @@ mod store;
 mod sweep;
 
 use commands::{devices, query};
-use redis_module::{configuration::ConfigurationFlags, redis_module, Context, Status};
+use redis_module::{
+    configuration::ConfigurationFlags, redis_module, Context, ContextFlags, Status,
+};
 
 // Unit tests and the fuzz targets run without a server, so they keep the system allocator.
 #[cfg(not(any(test, fuzzing)))]
@@ -31,6 +33,12 @@ fn init(ctx: &Context, args: &[redis_module::RedisString]) -> Status {
     let args: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
     if let Err(problem) = config::check_module_args(&args) {
         ctx.log_warning(&format!("presence: {problem}"));
+        return Status::Err;
+    }
+    let cluster = ctx.get_flags().contains(ContextFlags::CLUSTER);
+    config::CLUSTER_MODE.store(cluster, std::sync::atomic::Ordering::Relaxed);
+    if cluster && !config::events_stream().is_empty() {
+        ctx.log_warning(&format!("presence: {}", config::STREAM_IN_CLUSTER));
         return Status::Err;
     }
     if let Err(missing) = store::check_server_api() {
@@ -82,8 +90,8 @@ redis_module! {
             ["events-stream-maxlen", &config::EVENTS_STREAM_MAXLEN, config::STREAM_MAXLEN_DEFAULT, config::STREAM_MAXLEN_MIN, config::STREAM_MAXLEN_MAX, ConfigurationFlags::DEFAULT, None],
         ],
         string: [
-            ["events-channel", &*config::EVENTS_CHANNEL, config::EVENTS_CHANNEL_DEFAULT, ConfigurationFlags::DEFAULT, None],
-            ["events-stream", &*config::EVENTS_STREAM, "", ConfigurationFlags::DEFAULT, None],
+            ["events-channel", &config::EVENTS_CHANNEL, config::EVENTS_CHANNEL_DEFAULT, ConfigurationFlags::DEFAULT, None],
+            ["events-stream", &config::EVENTS_STREAM, "", ConfigurationFlags::DEFAULT, None],
         ],
         bool: [
             ["device-events", &config::DEVICE_EVENTS, false, ConfigurationFlags::DEFAULT, None],

@@ -153,6 +153,60 @@ fn config_set_applies_at_once_and_refuses_out_of_range_values() {
 }
 
 #[test]
+fn string_settings_refuse_a_nul_byte_and_keep_their_value() {
+    on_each_server(&[], |srv| {
+        let mut con = srv.con();
+        for name in ["presence.events-channel", "presence.events-stream"] {
+            let before: Vec<Vec<u8>> = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg(name)
+                .query(&mut con)
+                .unwrap();
+            let e = call(&mut con, &[b"CONFIG", b"SET", name.as_bytes(), b"a\0b"]).unwrap_err();
+            assert!(e.contains("NUL"), "{name}: {e}");
+            let after: Vec<Vec<u8>> = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg(name)
+                .query(&mut con)
+                .unwrap();
+            assert_eq!(after, before, "{name}");
+        }
+        let pong: String = redis::cmd("PING").query(&mut con).unwrap();
+        assert_eq!(pong, "PONG");
+    });
+}
+
+#[test]
+fn the_events_stream_is_refused_in_cluster_mode() {
+    if external().is_some() {
+        return;
+    }
+    for kind in kinds() {
+        // A lone cluster-enabled node is in cluster mode, which is all this needs.
+        let node = Server::start(kind, &[], &["--cluster-enabled", "yes"]);
+        let mut con = node.con();
+        let e = run(
+            &mut con,
+            &["CONFIG", "SET", "presence.events-stream", "events"],
+        )
+        .unwrap_err();
+        assert!(e.contains("not available in cluster mode"), "{kind:?}: {e}");
+        run(&mut con, &["CONFIG", "SET", "presence.events-stream", ""]).unwrap();
+        match Server::try_start(
+            kind,
+            &["events-stream", "events"],
+            &["--cluster-enabled", "yes"],
+        ) {
+            Ok(_) => panic!("{kind:?}: loaded with events-stream in cluster mode"),
+            Err(log) => assert!(
+                log.contains("not available in cluster mode"),
+                "{kind:?}: {log}"
+            ),
+        }
+    }
+}
+
+#[test]
 fn out_of_range_module_arguments_refuse_to_load() {
     if external().is_some() {
         return;
