@@ -541,7 +541,7 @@ fn resharding_moves_presence_timeouts_and_events_to_the_new_owner() {
             cluster.kind
         );
         assert!(errors.is_empty(), "{:?}: {errors:?}", cluster.kind);
-        for row in bulk_anywhere(&mut con, &users[1..].to_vec()) {
+        for row in bulk_anywhere(&mut con, &users[1..]) {
             assert_eq!(text(&row[1]), "online");
         }
         // And they time out on the new owner once they stop.
