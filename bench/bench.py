@@ -278,11 +278,66 @@ def idle_cpu(server, seconds):
     return 100.0 * used / seconds
 
 
+def cluster_scaling(module, smoke):
+    """HEARTBEAT throughput on one server and across the 3 masters of a local cluster
+    (scripts/cluster.sh: 3 masters, 3 replicas). redis-benchmark routes cluster commands by a
+    `{tag}` in the key, which it replaces with one hash tag per node: so that both sides compare
+    alike, the single server's users share one hash tag too (one slot)."""
+    keyspace, requests = (2_000, 20_000) if smoke else (100_000, 2_000_000)
+    user = "user:{tag}:__rand_int__"
+
+    def run(port, cluster, pipeline, n):
+        cmd = ["redis-benchmark", "-p", str(port), "-c", "50", "-n", str(n), "-P", str(pipeline),
+               "-r", str(keyspace), "--csv"] + (["--cluster"] if cluster else []) + \
+              ["PRESENCE.HEARTBEAT", user, "d1", "TTL", str(LONG_TTL)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        rows = [r for r in csv.reader(io.StringIO(out)) if r and r[0] != "test"]
+        return float(rows[-1][1])
+
+    def measure(port, cluster):
+        # The first pass registers (almost) every device; the measured ones refresh them.
+        run(port, cluster, 16, keyspace * 6)
+        return {p: run(port, cluster, p, requests if p == 16 else requests // 4) for p in (1, 16)}
+
+    server = Server(module)
+    single = measure(server.port, False)
+    server.stop()
+    base = free_port()
+    while base > 50_000:
+        base = free_port()
+    script = str(HERE.parent / "scripts" / "cluster.sh")
+    env = dict(os.environ, PRESENCE_MODULE=module)
+    clusters = {}
+    for replicas in (0, 1):
+        directory = tempfile.mkdtemp(prefix="presence-bench-cluster-")
+        os.rmdir(directory)
+        subprocess.run(["bash", script, "start", "--port", str(base), "--dir", directory,
+                        "--replicas", str(replicas)], check=True, env=env, stdout=subprocess.DEVNULL)
+        try:
+            clusters[replicas] = measure(base, True)
+        finally:
+            subprocess.run(["bash", script, "stop", "--dir", directory], check=False)
+    print("| HEARTBEAT of a connected device, 50 clients | pipeline 1 | pipeline 16 |")
+    print("|---|---|---|")
+    print("| one server | %.0f/s | %.0f/s |" % (single[1], single[16]))
+    for replicas, label in ((0, "3 masters"), (1, "3 masters with a replica each")):
+        spread = clusters[replicas]
+        print("| cluster, %s | %.0f/s (%.2f×) | %.0f/s (%.2f×) |" % (
+            label, spread[1], spread[1] / single[1], spread[16], spread[16] / single[16]))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--module", required=True)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs")
+    parser.add_argument("--cluster", action="store_true",
+                        help="only the cluster scaling figures (one server next to a local cluster)")
     args = parser.parse_args()
+    if args.cluster:
+        print("presence cluster benchmark, %s, %d cores, %s" % (
+            time.strftime("%Y-%m-%d"), os.cpu_count(), "smoke run" if args.smoke else "full run"))
+        cluster_scaling(args.module, args.smoke)
+        return 0
     if args.smoke:
         sizes = dict(users=10_000, requests=2_000, memory_users=10_000, extra=1_000,
                      expiring=1_000, idle=1)

@@ -4,6 +4,8 @@
 # SET/HSET, plus memory per user, mass expiry and idle cost. Installs what it needs first.
 #   scripts/bench.sh           full run (a few minutes)
 #   scripts/bench.sh --smoke   tiny sizes, seconds: checks that the script works (CI runs it)
+#   scripts/bench.sh --cluster HEARTBEAT on one server next to a local 3-master cluster
+#                              (scripts/cluster.sh); with --smoke too, tiny sizes
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -2,10 +2,12 @@
 # A local Redis Cluster on loopback for trying the module and for the cluster tests: 3 masters with
 # one replica each, every node with the module loaded.
 #
-#   scripts/cluster.sh start [--server redis|valkey] [--port BASE] [--dir DIR] [-- module args...]
+#   scripts/cluster.sh start [--server redis|valkey] [--port BASE] [--dir DIR] [--replicas 0|1]
+#                            [-- module args...]
 #       builds the module (debug; PRESENCE_MODULE=path uses another build), starts six nodes on
-#       ports BASE..BASE+5 (default 7000; masters are the first three), creates the cluster and
-#       waits until every node reports cluster_state:ok. Prints the ports of the nodes, one line.
+#       ports BASE..BASE+5 (default 7000; masters are the first three; with --replicas 0, only
+#       those three), creates the cluster and waits until every node reports cluster_state:ok.
+#       Prints the ports of the nodes, one line.
 #   scripts/cluster.sh stop [--dir DIR]
 #       stops every node started in DIR and removes DIR.
 #   scripts/cluster.sh move-slot SLOT TO_PORT [--dir DIR]
@@ -19,15 +21,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
 
-usage() { sed -n 2,17p "$0" >&2; exit 2; }
+usage() { sed -n 2,19p "$0" >&2; exit 2; }
 
 command=${1:-}; [ -n "$command" ] || usage; shift
-server=redis base=7000 dir="" module_args=() positional=()
+server=redis base=7000 dir="" replicas=1 module_args=() positional=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --server) server=$2; shift 2 ;;
     --port) base=$2; shift 2 ;;
     --dir) dir=$2; shift 2 ;;
+    --replicas) replicas=$2; shift 2 ;;
     --) shift; module_args=("$@"); break ;;
     *) positional+=("$1"); shift ;;
   esac
@@ -78,8 +81,13 @@ start)
     exit 1
   fi
   mkdir -p "$dir"
+  case "$replicas" in
+    0) nodes=3 ;;
+    1) nodes=6 ;;
+    *) echo "cluster: --replicas must be 0 or 1" >&2; exit 2 ;;
+  esac
   ports=()
-  for i in 0 1 2 3 4 5; do
+  for ((i = 0; i < nodes; i++)); do
     port=$((base + i))
     ports+=("$port")
     mkdir -p "$dir/$port"
@@ -100,7 +108,7 @@ start)
   addresses=()
   for port in "${ports[@]}"; do addresses+=("127.0.0.1:$port"); done
   # redis-cli makes the first three nodes masters and the others their replicas.
-  redis-cli --cluster create "${addresses[@]}" --cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1 || {
+  redis-cli --cluster create "${addresses[@]}" --cluster-replicas "$replicas" --cluster-yes >"$dir/create.log" 2>&1 || {
     cat "$dir/create.log" >&2; exit 1; }
   wait_for 30 all_ok || { echo "cluster: not ok after 30 s" >&2; exit 1; }
   wait_for 30 all_replicas_linked || { echo "cluster: replicas not linked after 30 s" >&2; exit 1; }
