@@ -22,7 +22,7 @@ fn rebuild_directory(ctx: &Context) {
     directory.clear();
     for name in names {
         if let Some((slot, scope)) = keys::parse_listing_key(&name) {
-            directory.set(scope, slot, store::listing_len(ctx, &name));
+            directory.set(scope, slot, store::listing_scores(ctx, &name));
         }
     }
 }
@@ -45,8 +45,8 @@ pub fn on_keyspace_event(ctx: &Context, _kind: NotifyEvent, event: &str, key: &[
         return;
     }
     if let Some((slot, scope)) = listing {
-        let len = store::listing_len(ctx, key);
-        listing::directory().set(scope, slot, len);
+        let scores = store::listing_scores(ctx, key);
+        listing::directory().set(scope, slot, scores);
     }
     if let Some(slot) = restored_index {
         sweep::recheck(slot);

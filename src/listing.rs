@@ -2,13 +2,14 @@
 //! first, and how many.
 //!
 //! Each listing is stored per slot (`keys::listing_key`), so every key stays in its user's slot.
-//! Answering a node-wide question from 16384 possible keys per listing needs to know which of
-//! them hold anything: the node keeps in memory, per listing, the number of members of each
-//! non-empty slot and their total. That directory is derived from the keys alone. It follows
-//! every change to a listing key through keyspace notifications (the module's own writes, the
-//! replication stream on a replica, keys restored or deleted by resharding, edits by hand) and
-//! is rebuilt from a scan of the keyspace after loading and after a flush. So `COUNT` is one
-//! lookup, and a `LIST` page visits only the slots that hold members.
+//! Answering a node-wide question from 16384 possible keys per listing, without opening them all,
+//! takes knowing what each holds: the node keeps in memory, per listing and non-empty slot, the
+//! scores of its members (8 bytes each, no user ids), and per listing their number. That
+//! directory is derived from the keys alone. It follows every change to a listing key through
+//! keyspace notifications (the module's own writes, the replication stream on a replica, keys
+//! restored or deleted by resharding, edits by hand) and is rebuilt from a scan of the keyspace
+//! after loading and after a flush. So `COUNT` is one lookup, and a `LIST` page, at any depth,
+//! finds in memory which slots hold its rows and opens about one key per row.
 
 use crate::model::Millis;
 use std::cmp::Ordering;
@@ -19,29 +20,31 @@ use std::sync::{LazyLock, Mutex, MutexGuard};
 pub const MAX_LIMIT: usize = 1000;
 pub const DEFAULT_LIMIT: usize = 100;
 
-/// One listing's members per slot.
+/// One listing's members: the scores of each slot's, lowest first, and how many in all.
 #[derive(Debug, Default)]
 struct Members {
     total: u64,
-    per_slot: BTreeMap<u16, u64>,
+    per_slot: BTreeMap<u16, Vec<Millis>>,
 }
 
-/// Member counts of every non-empty listing, by scope (`None`: everyone).
+/// The members' scores of every non-empty listing, by scope (`None`: everyone).
 #[derive(Debug, Default)]
 pub struct Directory {
     listings: HashMap<Option<Vec<u8>>, Members>,
 }
 
 impl Directory {
-    /// Records that the listing's key in `slot` now holds `len` members.
-    pub fn set(&mut self, scope: Option<&[u8]>, slot: u16, len: u64) {
+    /// Records the scores (lowest first) that the listing's key in `slot` now holds.
+    pub fn set(&mut self, scope: Option<&[u8]>, slot: u16, scores: Vec<Millis>) {
         let key = scope.map(<[u8]>::to_vec);
         let members = self.listings.entry(key.clone()).or_default();
-        let old = if len == 0 {
-            members.per_slot.remove(&slot).unwrap_or(0)
+        let len = scores.len() as u64;
+        let old = if scores.is_empty() {
+            members.per_slot.remove(&slot)
         } else {
-            members.per_slot.insert(slot, len).unwrap_or(0)
-        };
+            members.per_slot.insert(slot, scores)
+        }
+        .map_or(0, |old| old.len() as u64);
         members.total = members.total + len - old;
         if members.per_slot.is_empty() {
             self.listings.remove(&key);
@@ -52,10 +55,14 @@ impl Directory {
         self.find(scope).map_or(0, |m| m.total)
     }
 
-    /// The slots whose key of the listing holds members.
-    pub fn slots(&self, scope: Option<&[u8]>) -> Vec<u16> {
-        self.find(scope)
-            .map_or_else(Vec::new, |m| m.per_slot.keys().copied().collect())
+    /// The slots whose key of the listing holds members, each with their scores.
+    pub fn slots(&self, scope: Option<&[u8]>) -> Vec<(u16, &[Millis])> {
+        self.find(scope).map_or_else(Vec::new, |m| {
+            m.per_slot
+                .iter()
+                .map(|(slot, scores)| (*slot, scores.as_slice()))
+                .collect()
+        })
     }
 
     pub fn clear(&mut self) {
@@ -113,19 +120,36 @@ impl Position {
     }
 }
 
-/// One page of a listing spread over `slots`: the first `limit` members after `after` (from the
-/// top when `None`), merging the slots' own orders, and whether more follow. `next(slot, bound)`
-/// gives the slot's first member after `bound`. Costs one `next` per slot and one per row.
+/// One page of a listing spread over `slots` (each with its members' scores): the first `limit`
+/// members after `after` (from the top when `None`), merging the slots' own orders, and whether
+/// more follow. `next(slot, bound)` reads the slot's first member after `bound`.
+///
+/// The merge works on the scores in memory and reads a slot only when its next member is due to
+/// be the next row: about one read per row, however deep the page.
 pub fn page(
-    slots: &[u16],
+    slots: &[(u16, &[Millis])],
     after: Option<&Position>,
     limit: usize,
     mut next: impl FnMut(u16, Option<&Position>) -> Option<Position>,
 ) -> (Vec<Position>, bool) {
-    struct Head(Position, u16);
+    /// A slot in the merge: a member read from it, or the score of its next member after a bound
+    /// (read when it comes up). At equal scores the unread one comes first: its user id is not
+    /// known yet.
+    enum Head {
+        Member(Position, usize),
+        Unread(Millis, usize, Option<Position>),
+    }
+    impl Head {
+        fn key(&self) -> (Millis, bool, &[u8]) {
+            match self {
+                Head::Member(p, _) => (p.last_active, false, p.user.as_slice()),
+                Head::Unread(score, ..) => (*score, true, &[]),
+            }
+        }
+    }
     impl PartialEq for Head {
         fn eq(&self, other: &Self) -> bool {
-            self.0 == other.0
+            self.key() == other.key()
         }
     }
     impl Eq for Head {}
@@ -136,22 +160,64 @@ pub fn page(
     }
     impl Ord for Head {
         fn cmp(&self, other: &Self) -> Ordering {
-            self.0.cmp(&other.0)
+            self.key().cmp(&other.key())
         }
     }
-    let mut heads: BinaryHeap<Head> = slots
-        .iter()
-        .filter_map(|&slot| next(slot, after).map(|p| Head(p, slot)))
+    // Per slot, the score of the member last read and how many of that score were read, when
+    // known: the members of one score are read in a row, so the rest of that score are known.
+    let mut read_at: Vec<Option<(Millis, usize)>> = vec![None; slots.len()];
+    let unread = |i: usize, bound: Option<Position>, read_at: Option<(Millis, usize)>| {
+        let scores = slots[i].1;
+        let score = match &bound {
+            None => scores.last().copied(),
+            Some(b) => {
+                let up_to = scores.partition_point(|s| *s <= b.last_active);
+                let below = scores.partition_point(|s| *s < b.last_active);
+                let same_left = match read_at {
+                    Some((score, n)) if score == b.last_active => (up_to - below).saturating_sub(n),
+                    // The cursor's own score: members of it may lie either side of its user.
+                    _ => up_to - below,
+                };
+                if same_left > 0 {
+                    Some(b.last_active)
+                } else {
+                    below.checked_sub(1).map(|i| scores[i])
+                }
+            }
+        }?;
+        Some(Head::Unread(score, i, bound))
+    };
+    let mut heads: BinaryHeap<Head> = (0..slots.len())
+        .filter_map(|i| unread(i, after.cloned(), None))
         .collect();
-    let mut rows = Vec::with_capacity(limit.min(heads.len()));
+    let mut rows = Vec::with_capacity(limit.min(1024));
     while rows.len() < limit {
-        let Some(Head(top, slot)) = heads.pop() else {
+        match heads.pop() {
+            None => break,
+            Some(Head::Unread(_, i, bound)) => {
+                if let Some(member) = next(slots[i].0, bound.as_ref()) {
+                    heads.push(Head::Member(member, i));
+                }
+            }
+            Some(Head::Member(member, i)) => {
+                read_at[i] = match read_at[i] {
+                    Some((score, n)) if score == member.last_active => Some((score, n + 1)),
+                    _ => Some((member.last_active, 1)),
+                };
+                heads.extend(unread(i, Some(member.clone()), read_at[i]));
+                rows.push(member);
+            }
+        }
+    }
+    // An unread slot may hold nothing past its bound after all (members of the bound's own score
+    // at or above its user id): read until the answer is sure.
+    while let Some(Head::Unread(..)) = heads.peek() {
+        let Some(Head::Unread(_, i, bound)) = heads.pop() else {
             break;
         };
-        if let Some(following) = next(slot, Some(&top)) {
-            heads.push(Head(following, slot));
+        if let Some(member) = next(slots[i].0, bound.as_ref()) {
+            heads.push(Head::Member(member, i));
         }
-        rows.push(top);
     }
     (rows, !heads.is_empty())
 }
@@ -170,15 +236,15 @@ mod tests {
     #[test]
     fn the_directory_counts_members_across_slots() {
         let mut d = Directory::default();
-        d.set(None, 7, 3);
-        d.set(None, 9, 2);
-        d.set(Some(b"zone"), 9, 1);
+        d.set(None, 7, vec![1, 2, 70]);
+        d.set(None, 9, vec![5, 90]);
+        d.set(Some(b"zone"), 9, vec![90]);
         assert_eq!(d.count(None), 5);
-        assert_eq!(d.slots(None), vec![7, 9]);
-        d.set(None, 7, 1);
+        assert_eq!(d.slots(None), vec![(7, &[1, 2, 70][..]), (9, &[5, 90][..])]);
+        d.set(None, 7, vec![75]);
         assert_eq!(d.count(None), 3);
-        d.set(None, 7, 0);
-        d.set(None, 9, 0);
+        d.set(None, 7, vec![]);
+        d.set(None, 9, vec![]);
         assert_eq!(d.count(None), 0);
         assert!(d.slots(None).is_empty());
         assert_eq!(d.count(Some(b"zone")), 1);
@@ -192,6 +258,20 @@ mod tests {
         for bad in ["", "0", "12-", "12-abc", "x-61", "12-zz", "+1-61", "1-6é"] {
             assert_eq!(Position::parse_cursor(bad.as_bytes()), None, "{bad}");
         }
+    }
+
+    /// Each slot's scores, lowest first, as the directory keeps them.
+    fn scores(members: &[(u16, Position)]) -> BTreeMap<u16, Vec<Millis>> {
+        let mut scores: BTreeMap<u16, Vec<Millis>> = BTreeMap::new();
+        for (slot, p) in members {
+            scores.entry(*slot).or_default().push(p.last_active);
+        }
+        scores.values_mut().for_each(|s| s.sort_unstable());
+        scores
+    }
+
+    fn tops(scores: &BTreeMap<u16, Vec<Millis>>) -> Vec<(u16, &[Millis])> {
+        scores.iter().map(|(k, v)| (*k, v.as_slice())).collect()
     }
 
     /// Slots as sorted lists, walked like sorted sets backwards from a bound.
@@ -217,25 +297,105 @@ mod tests {
             (3, at(5, "e")),
         ];
         let next = slots_of(&members);
-        let (rows, more) = page(&[1, 2, 3], None, 3, &next);
+        let held = scores(&members);
+        let slots = tops(&held);
+        let (rows, more) = page(&slots, None, 3, &next);
         assert_eq!(rows, vec![at(50, "a"), at(40, "d"), at(40, "c")]);
         assert!(more);
-        let (rows, more) = page(&[1, 2, 3], rows.last(), 3, &next);
+        let (rows, more) = page(&slots, rows.last(), 3, &next);
         assert_eq!(rows, vec![at(10, "b"), at(5, "e")]);
         assert!(!more);
-        let (rows, more) = page(&[1, 2, 3], None, 5, &next);
+        let (rows, more) = page(&slots, None, 5, &next);
         assert_eq!(rows.len(), 5);
         assert!(!more, "an exactly full last page needs no further cursor");
+        let (rows, more) = page(&slots, None, 4, &next);
+        assert_eq!(rows.len(), 4);
+        assert!(more);
         assert_eq!(page(&[], None, 5, &next), (vec![], false));
+    }
+
+    #[test]
+    fn a_page_at_any_depth_reads_about_one_slot_per_row() {
+        // 1000 slots of 3 members each; slot s holds scores s, s + 1000 and s + 2000.
+        let members: Vec<(u16, Position)> = (0..1000u16)
+            .flat_map(|s| (0..3).map(move |k| (s, at(Millis::from(s) + 1000 * k, "u"))))
+            .collect();
+        let held = scores(&members);
+        let slots = tops(&held);
+        let next = slots_of(&members);
+        let reads = std::cell::Cell::new(0);
+        let counted = |slot, bound: Option<&Position>| {
+            reads.set(reads.get() + 1);
+            next(slot, bound)
+        };
+        let (rows, more) = page(&slots, None, 10, &counted);
+        assert_eq!(rows.first().map(|r| r.last_active), Some(2999));
+        assert_eq!((rows.len(), more), (10, true));
+        assert!(
+            reads.get() <= 11,
+            "{} reads for the first page",
+            reads.get()
+        );
+        reads.set(0);
+        let deep = at(1500, "u");
+        let (rows, more) = page(&slots, Some(&deep), 10, &counted);
+        assert_eq!(rows.first().map(|r| r.last_active), Some(1499));
+        assert_eq!((rows.len(), more), (10, true));
+        // One more read: the slot of the cursor's own member, which shares the cursor's score.
+        assert!(reads.get() <= 12, "{} reads for a deep page", reads.get());
+    }
+
+    #[test]
+    fn paging_through_any_listing_gives_exactly_the_sorted_members() {
+        // Random slots, scores with many ties, and user ids: every page size walks the whole
+        // listing in the order of a plain sort, each member once.
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut random = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..50 {
+            let members: Vec<(u16, Position)> = (0..random(200))
+                .map(|i| {
+                    let user = format!("{}-{i}", random(5));
+                    (random(8) as u16, at(random(6) as Millis, &user))
+                })
+                .collect();
+            let mut expected: Vec<Position> = members.iter().map(|(_, p)| p.clone()).collect();
+            expected.sort_unstable_by(|a, b| b.cmp(a));
+            let held = scores(&members);
+            let slots = tops(&held);
+            let next = slots_of(&members);
+            for limit in [1, 3, 7, 1000] {
+                let (mut all, mut after) = (Vec::new(), None::<Position>);
+                loop {
+                    let (rows, more) = page(&slots, after.as_ref(), limit, &next);
+                    assert!(rows.len() <= limit);
+                    after = rows.last().cloned().or(after);
+                    all.extend(rows);
+                    if !more {
+                        break;
+                    }
+                }
+                assert_eq!(all, expected, "limit {limit}");
+            }
+        }
     }
 
     #[test]
     fn a_member_that_becomes_active_mid_listing_is_not_listed_twice() {
         let mut members = vec![(1, at(30, "a")), (1, at(20, "b")), (2, at(10, "c"))];
-        let (first, _) = page(&[1, 2], None, 1, slots_of(&members));
+        let (first, _) = page(&tops(&scores(&members)), None, 1, slots_of(&members));
         assert_eq!(first, vec![at(30, "a")]);
         members[0].1 = at(99, "a");
-        let (rest, more) = page(&[1, 2], first.last(), 10, slots_of(&members));
+        let (rest, more) = page(
+            &tops(&scores(&members)),
+            first.last(),
+            10,
+            slots_of(&members),
+        );
         assert_eq!(rest, vec![at(20, "b"), at(10, "c")]);
         assert!(!more);
     }

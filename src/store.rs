@@ -227,13 +227,44 @@ impl Key {
         out
     }
 
-    /// The number of members of a sorted-set key (0 for anything else).
-    fn zset_len(&self) -> u64 {
+    /// Every score of a sorted-set key, lowest first (none for anything else).
+    fn zset_scores(&self) -> Vec<Millis> {
         if self.kind() != raw::KeyType::ZSet {
-            return 0;
+            return Vec::new();
         }
         // SAFETY: an open sorted-set key.
-        unsafe { raw::RedisModule_ValueLength.unwrap_unchecked()(self.ptr) as u64 }
+        let len = unsafe { raw::RedisModule_ValueLength.unwrap_unchecked()(self.ptr) };
+        let mut scores = Vec::with_capacity(len);
+        // SAFETY: a range opened on an open sorted-set key, walked and stopped; each element
+        // string is freed at once.
+        unsafe {
+            let started = raw::RedisModule_ZsetFirstInScoreRange.unwrap_unchecked()(
+                self.ptr,
+                f64::NEG_INFINITY,
+                f64::INFINITY,
+                0,
+                0,
+            );
+            if started != raw::REDISMODULE_OK as c_int {
+                return scores;
+            }
+            loop {
+                let mut score = 0f64;
+                let element = raw::RedisModule_ZsetRangeCurrentElement.unwrap_unchecked()(
+                    self.ptr, &mut score,
+                );
+                if element.is_null() {
+                    break;
+                }
+                raw::RedisModule_FreeString.unwrap_unchecked()(ptr::null_mut(), element);
+                scores.push(score as Millis);
+                if raw::RedisModule_ZsetRangeNext.unwrap_unchecked()(self.ptr) == 0 {
+                    break;
+                }
+            }
+            raw::RedisModule_ZsetRangeStop.unwrap_unchecked()(self.ptr);
+        }
+        scores
     }
 
     /// The member that comes first walking the sorted set from the highest score down, below
@@ -742,9 +773,9 @@ pub fn drop_entry_if_due(ctx: &Context, name: &[u8], member: &[u8], now: Millis)
     }
 }
 
-/// The number of members of the sorted set `name`, as the listing directory counts them.
-pub fn listing_len(ctx: &Context, name: &[u8]) -> u64 {
-    Key::open(ctx, &string(name), false).zset_len()
+/// The scores of the sorted set `name`, lowest first, as the listing directory keeps them.
+pub fn listing_scores(ctx: &Context, name: &[u8]) -> Vec<Millis> {
+    Key::open(ctx, &string(name), false).zset_scores()
 }
 
 /// The first member of a slot's listing after `bound` (from the top when `None`).
@@ -835,6 +866,7 @@ pub fn check_server_api() -> Result<(), String> {
             ),
             ("ZsetRangePrev", present!(RedisModule_ZsetRangePrev)),
             ("ValueLength", present!(RedisModule_ValueLength)),
+            ("FreeString", present!(RedisModule_FreeString)),
             ("Scan", present!(RedisModule_Scan)),
             ("ScanCursorRestart", present!(RedisModule_ScanCursorRestart)),
             (

@@ -12,10 +12,14 @@ use redis_module::{Context, RedisResult, RedisString, RedisValue};
 pub fn list(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 0)?;
     let cmd = args::list(&argv)?;
-    let slots = listing::directory().slots(cmd.scope);
-    let (positions, more) = listing::page(&slots, cmd.after.as_ref(), cmd.limit, |slot, bound| {
-        store::listing_next(ctx, slot, cmd.scope, bound)
-    });
+    let (positions, more) = {
+        // Reading keys sends no notification, so nothing changes the directory meanwhile.
+        let directory = listing::directory();
+        let slots = directory.slots(cmd.scope);
+        listing::page(&slots, cmd.after.as_ref(), cmd.limit, |slot, bound| {
+            store::listing_next(ctx, slot, cmd.scope, bound)
+        })
+    };
     let now = store::now();
     let mut rows = Vec::with_capacity(positions.len());
     for Position { user, .. } in &positions {
