@@ -6,11 +6,11 @@
 //! | `since`        | ms when the current status began            |
 //! | `last_seen`    | ms of the latest departure                  |
 //! | `seq`          | number of the latest event announced        |
-//! | `status`       | the status as last settled (absent: offline) |
+//! | `status`       | the status as last settled (absent: offline, or online when a device is registered) |
 //! | `manual`       | the status set by hand                      |
 //! | `message`      | its custom message                          |
 //! | `manual_until` | ms when it returns to automatic             |
-//! | `last_active`  | ms of the latest activity                   |
+//! | `last_active`  | ms of the latest activity (absent: as `since`; empty: never) |
 //! | `leaving`      | `<ms>:<disconnect|timeout>:<device>`: the last device left, grace running |
 //! | `scope:<name>` | empty: the user is in scope `<name>`            |
 //! | `dev:<id>`     | `<connected_at>:<ttl>`                      |
@@ -98,6 +98,8 @@ pub fn device_field(id: &[u8]) -> Vec<u8> {
 pub struct Decoder {
     record: Record,
     status: Option<Status>,
+    /// The `last_active` field, if present (its value may say "never").
+    last_active: Option<Option<Millis>>,
     manual: Option<Status>,
     message: Option<String>,
     manual_until: Option<Millis>,
@@ -112,6 +114,7 @@ impl Decoder {
         Decoder {
             record: Record::default(),
             status: None,
+            last_active: None,
             manual: None,
             message: None,
             manual_until: None,
@@ -140,7 +143,7 @@ impl Decoder {
         } else if field == MANUAL_UNTIL {
             self.manual_until = parse_millis(value);
         } else if field == LAST_ACTIVE {
-            self.record.last_active = parse_millis(value);
+            self.last_active = Some(parse_millis(value));
         } else if field == LEAVING {
             self.record.leaving = parse_leaving(value);
         } else if let Some(id) = field.strip_prefix(DEVICE_PREFIX) {
@@ -166,6 +169,7 @@ impl Decoder {
     pub fn finish(mut self, mut deadline: impl FnMut(&[u8]) -> Option<Millis>) -> Record {
         // Fields come in hash order; the record keeps scopes sorted.
         self.record.scopes.sort_unstable();
+        self.record.last_active = self.last_active.unwrap_or(self.record.since);
         for (id, connected_at, ttl) in self.devices {
             if let Some(deadline) = deadline(&id) {
                 let device = Device {
@@ -230,7 +234,13 @@ pub fn encode(record: &Record) -> Fields {
     if record.seq > 0 {
         fields.insert(SEQ.to_vec(), record.seq.to_string().into_bytes());
     }
-    if record.status != Status::Offline {
+    // The usual statuses are left out (about 16 bytes a user): offline, and online with a device.
+    let implied = match record.status {
+        Status::Offline => true,
+        Status::Online => !record.devices.is_empty(),
+        _ => false,
+    };
+    if !implied {
         fields.insert(STATUS.to_vec(), record.status.as_str().as_bytes().to_vec());
     }
     if let Some(manual) = &record.manual {
@@ -242,8 +252,12 @@ pub fn encode(record: &Record) -> Fields {
             fields.insert(MANUAL_UNTIL.to_vec(), until.to_string().into_bytes());
         }
     }
-    if let Some(active) = record.last_active {
-        fields.insert(LAST_ACTIVE.to_vec(), active.to_string().into_bytes());
+    // Left out when it is `since` (a user active since connecting, about 23 bytes a user).
+    if record.last_active != record.since {
+        let value = record
+            .last_active
+            .map_or_else(Vec::new, |active| active.to_string().into_bytes());
+        fields.insert(LAST_ACTIVE.to_vec(), value);
     }
     for scope in &record.scopes {
         fields.insert(prefixed(SCOPE_PREFIX, scope), Vec::new());
@@ -385,6 +399,40 @@ mod tests {
         r.events.clear();
         assert_eq!(round_trip(&r), r);
         assert_eq!(round_trip(&Record::default()), Record::default());
+    }
+
+    #[test]
+    fn implied_fields_are_left_out_and_read_back() {
+        let mut r = Record::default();
+        r.connect(b"d", 1000, None, 100, 8).unwrap();
+        r.events.clear();
+        let fields = encode(&r);
+        assert!(!fields.contains_key(STATUS), "online with a device");
+        assert!(!fields.contains_key(LAST_ACTIVE), "active since connecting");
+        assert_eq!(round_trip(&r), r);
+        r.activity(150);
+        r.events.clear();
+        assert_eq!(encode(&r)[LAST_ACTIVE], b"150");
+        assert_eq!(round_trip(&r), r);
+        // Known, but never active: an explicit "never".
+        let never = Record {
+            since: Some(5),
+            ..Record::default()
+        };
+        assert_eq!(encode(&never)[LAST_ACTIVE], b"");
+        assert_eq!(round_trip(&never), never);
+        // Within a grace period the status is kept with no device.
+        let mut leaving = Record {
+            grace: 500,
+            ..Record::default()
+        };
+        leaving.connect(b"d", 1000, None, 100, 8).unwrap();
+        leaving.disconnect(b"d", 200);
+        leaving.events.clear();
+        assert_eq!(encode(&leaving)[STATUS], b"online");
+        let mut back = round_trip(&leaving);
+        back.grace = 500;
+        assert_eq!(back, leaving);
     }
 
     #[test]

@@ -491,23 +491,14 @@ fn the_key_layout_is_plain_redis_data() {
             .keys()
             .map(|k| String::from_utf8_lossy(k).into_owned())
             .collect();
-        assert_eq!(names.len(), 3, "{names:?}");
+        // The record, the slot's due index, its timers set and its listing of everyone online.
+        assert_eq!(names.len(), 4, "{names:?}");
         let (kind, fields, expire) = &snap[&b"presence:{alice}".to_vec()];
         assert_eq!(kind, "hash");
         let names: Vec<&[u8]> = fields.iter().map(|(f, _)| f.as_slice()).collect();
-        assert_eq!(
-            names,
-            [
-                &b"dev:phone"[..],
-                b"last_active",
-                b"meta:phone",
-                b"seq",
-                b"since",
-                b"status"
-            ]
-        );
-        assert_eq!(fields[3].1, b"1", "one event announced so far");
-        assert_eq!(fields[5].1, b"online");
+        // `status` online (with a device) and `last_active` equal to `since` are implied.
+        assert_eq!(names, [&b"dev:phone"[..], b"meta:phone", b"seq", b"since"]);
+        assert_eq!(fields[2].1, b"1", "one event announced so far");
         // dev:<device> is <connected_at>:<ttl>; the deadline lives in the slot's due index.
         let dev = String::from_utf8(fields[0].1.clone()).unwrap();
         let parts: Vec<i64> = dev.split(':').map(|p| p.parse().unwrap()).collect();
@@ -540,6 +531,14 @@ fn the_key_layout_is_plain_redis_data() {
             )]
         );
         assert_eq!(due.1 .2, -1);
+        let online = snap
+            .iter()
+            .find(|(k, _)| k.starts_with(b"presence:online:{"))
+            .expect("listing");
+        assert_eq!(
+            online.1 .1,
+            vec![(b"alice".to_vec(), parts[0].to_string().into_bytes())]
+        );
         let devices = array(&run(&mut con, &["PRESENCE.DEVICES", "alice"]).unwrap());
         let d = map(&devices[0]);
         assert_eq!(int(&d["connected_at"]), parts[0]);
