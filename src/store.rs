@@ -186,25 +186,28 @@ impl Key {
         }
     }
 
-    /// Every member with a score up to `max` (all with `f64::INFINITY`), lowest score first, at most
-    /// `limit` of them.
-    fn zset_range(&self, ctx: &Context, max: f64, limit: usize) -> Vec<(Vec<u8>, f64)> {
-        let mut out = Vec::new();
-        if self.kind() != raw::KeyType::ZSet || limit == 0 {
-            return out;
+    /// Walks the members with a score from `min` to `max`, upwards or downwards, calling `visit`
+    /// with each member and its score until it returns false.
+    fn zset_walk(
+        &self,
+        min: f64,
+        max: f64,
+        downwards: bool,
+        mut visit: impl FnMut(&[u8], f64) -> bool,
+    ) {
+        if self.kind() != raw::KeyType::ZSet {
+            return;
         }
         // SAFETY: a range opened on an open sorted-set key, walked and stopped; each element
         // string is owned by the RedisString that frees it.
         unsafe {
-            let started = raw::RedisModule_ZsetFirstInScoreRange.unwrap_unchecked()(
-                self.ptr,
-                f64::NEG_INFINITY,
-                max,
-                0,
-                0,
-            );
+            let started = if downwards {
+                raw::RedisModule_ZsetLastInScoreRange.unwrap_unchecked()(self.ptr, min, max, 0, 0)
+            } else {
+                raw::RedisModule_ZsetFirstInScoreRange.unwrap_unchecked()(self.ptr, min, max, 0, 0)
+            };
             if started != raw::REDISMODULE_OK as c_int {
-                return out;
+                return;
             }
             loop {
                 let mut score = 0f64;
@@ -214,107 +217,60 @@ impl Key {
                 if element.is_null() {
                     break;
                 }
-                let element = RedisString::from_redis_module_string(ctx.get_raw(), element);
-                out.push((element.as_slice().to_vec(), score));
-                if out.len() >= limit
-                    || raw::RedisModule_ZsetRangeNext.unwrap_unchecked()(self.ptr) == 0
-                {
+                let element = RedisString::from_redis_module_string(ptr::null_mut(), element);
+                if !visit(element.as_slice(), score) {
+                    break;
+                }
+                let step = if downwards {
+                    raw::RedisModule_ZsetRangePrev.unwrap_unchecked()(self.ptr)
+                } else {
+                    raw::RedisModule_ZsetRangeNext.unwrap_unchecked()(self.ptr)
+                };
+                if step == 0 {
                     break;
                 }
             }
             raw::RedisModule_ZsetRangeStop.unwrap_unchecked()(self.ptr);
+        }
+    }
+
+    /// Every member with a score up to `max` (all with `f64::INFINITY`), lowest score first, at most
+    /// `limit` of them.
+    fn zset_range(&self, max: f64, limit: usize) -> Vec<(Vec<u8>, f64)> {
+        let mut out = Vec::new();
+        if limit > 0 {
+            self.zset_walk(f64::NEG_INFINITY, max, false, |member, score| {
+                out.push((member.to_vec(), score));
+                out.len() < limit
+            });
         }
         out
     }
 
     /// Every score of a sorted-set key, lowest first (none for anything else).
     fn zset_scores(&self) -> Vec<Millis> {
-        if self.kind() != raw::KeyType::ZSet {
-            return Vec::new();
-        }
-        // SAFETY: an open sorted-set key.
-        let len = unsafe { raw::RedisModule_ValueLength.unwrap_unchecked()(self.ptr) };
-        let mut scores = Vec::with_capacity(len);
-        // SAFETY: a range opened on an open sorted-set key, walked and stopped; each element
-        // string is freed at once.
-        unsafe {
-            let started = raw::RedisModule_ZsetFirstInScoreRange.unwrap_unchecked()(
-                self.ptr,
-                f64::NEG_INFINITY,
-                f64::INFINITY,
-                0,
-                0,
-            );
-            if started != raw::REDISMODULE_OK as c_int {
-                return scores;
-            }
-            loop {
-                let mut score = 0f64;
-                let element = raw::RedisModule_ZsetRangeCurrentElement.unwrap_unchecked()(
-                    self.ptr, &mut score,
-                );
-                if element.is_null() {
-                    break;
-                }
-                raw::RedisModule_FreeString.unwrap_unchecked()(ptr::null_mut(), element);
-                scores.push(score as Millis);
-                if raw::RedisModule_ZsetRangeNext.unwrap_unchecked()(self.ptr) == 0 {
-                    break;
-                }
-            }
-            raw::RedisModule_ZsetRangeStop.unwrap_unchecked()(self.ptr);
-        }
+        let mut scores = Vec::new();
+        self.zset_walk(f64::NEG_INFINITY, f64::INFINITY, false, |_, score| {
+            scores.push(score as Millis);
+            true
+        });
         scores
     }
 
     /// The member that comes first walking the sorted set from the highest score down, below
     /// `bound` (score, then member, both descending); from the top when `bound` is `None`.
-    fn zset_first_below(
-        &self,
-        ctx: &Context,
-        bound: Option<(f64, &[u8])>,
-    ) -> Option<(Vec<u8>, f64)> {
-        if self.kind() != raw::KeyType::ZSet {
-            return None;
-        }
+    fn zset_first_below(&self, bound: Option<(f64, &[u8])>) -> Option<(Vec<u8>, f64)> {
         let max = bound.map_or(f64::INFINITY, |(score, _)| score);
         let mut found = None;
-        // SAFETY: a range opened on an open sorted-set key, walked and stopped; each element
-        // string is owned by the RedisString that frees it.
-        unsafe {
-            let started = raw::RedisModule_ZsetLastInScoreRange.unwrap_unchecked()(
-                self.ptr,
-                f64::NEG_INFINITY,
-                max,
-                0,
-                0,
-            );
-            if started != raw::REDISMODULE_OK as c_int {
-                return None;
+        self.zset_walk(f64::NEG_INFINITY, max, true, |member, score| {
+            // Equal scores come in descending member order: skip those at or above the bound.
+            let past_bound =
+                bound.is_none_or(|(b_score, b_member)| score < b_score || member < b_member);
+            if past_bound {
+                found = Some((member.to_vec(), score));
             }
-            loop {
-                let mut score = 0f64;
-                let element = raw::RedisModule_ZsetRangeCurrentElement.unwrap_unchecked()(
-                    self.ptr, &mut score,
-                );
-                if element.is_null() {
-                    break;
-                }
-                let element = RedisString::from_redis_module_string(ctx.get_raw(), element);
-                // Equal scores come in descending member order: skip those at or above the bound.
-                let after_bound = bound.is_none_or(|(b_score, b_member)| {
-                    score < b_score || element.as_slice() < b_member
-                });
-                if after_bound {
-                    found = Some((element.as_slice().to_vec(), score));
-                    break;
-                }
-                if raw::RedisModule_ZsetRangePrev.unwrap_unchecked()(self.ptr) == 0 {
-                    break;
-                }
-            }
-            raw::RedisModule_ZsetRangeStop.unwrap_unchecked()(self.ptr);
-        }
+            !past_bound
+        });
         found
     }
 
@@ -727,7 +683,7 @@ pub enum DueEntry {
 pub fn due_entries(ctx: &Context, slot: u16, until: Millis, limit: usize) -> Vec<DueEntry> {
     let due = Key::open(ctx, &string(&keys::due_key(slot)), false);
     let mut out: Vec<DueEntry> = due
-        .zset_range(ctx, until as f64, limit)
+        .zset_range(until as f64, limit)
         .into_iter()
         .map(|(member, _)| DueEntry::Device(member))
         .collect();
@@ -735,7 +691,7 @@ pub fn due_entries(ctx: &Context, slot: u16, until: Millis, limit: usize) -> Vec
         let timers = Key::open(ctx, &string(&keys::timers_key(slot)), false);
         out.extend(
             timers
-                .zset_range(ctx, until as f64, limit - out.len())
+                .zset_range(until as f64, limit - out.len())
                 .into_iter()
                 .map(|(user, _)| DueEntry::Timer(user)),
         );
@@ -749,7 +705,7 @@ pub fn next_due(ctx: &Context, slot: u16) -> Option<Millis> {
         .iter()
         .filter_map(|name| {
             let key = Key::open(ctx, &string(name), false);
-            key.zset_range(ctx, f64::INFINITY, 1)
+            key.zset_range(f64::INFINITY, 1)
                 .first()
                 .map(|(_, score)| *score as Millis)
         })
@@ -786,14 +742,11 @@ pub fn listing_next(
     bound: Option<&Position>,
 ) -> Option<Position> {
     let key = Key::open(ctx, &string(&keys::listing_key(slot, scope)), false);
-    key.zset_first_below(
-        ctx,
-        bound.map(|b| (b.last_active as f64, b.user.as_slice())),
-    )
-    .map(|(user, score)| Position {
-        last_active: score as Millis,
-        user,
-    })
+    key.zset_first_below(bound.map(|b| (b.last_active as f64, b.user.as_slice())))
+        .map(|(user, score)| Position {
+            last_active: score as Millis,
+            user,
+        })
 }
 
 /// The names of every listing key in the database, found by a scan of the keyspace.
@@ -814,7 +767,7 @@ pub fn census(ctx: &Context) -> (i64, i64) {
     let (mut users, mut devices) = (0i64, 0i64);
     for slot in 0..keys::SLOTS as u16 {
         let key = Key::open(ctx, &string(&keys::due_key(slot)), false);
-        let entries = key.zset_range(ctx, f64::INFINITY, usize::MAX);
+        let entries = key.zset_range(f64::INFINITY, usize::MAX);
         let mut seen: Vec<&[u8]> = entries
             .iter()
             .filter_map(|(member, _)| keys::parse_due_member(member).map(|(user, _)| user))

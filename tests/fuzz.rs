@@ -213,21 +213,23 @@ fn check_reply(reply: &Value, args: &[Vec<u8>]) {
 fn check_consistency(con: &mut redis::Connection, external: bool) {
     let due_keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("presence:due:*").query(con).unwrap();
     let mut indexed: BTreeSet<(Vec<u8>, Vec<u8>)> = BTreeSet::new();
+    // The members of every sorted set whose name matches `pattern`.
+    let members = |con: &mut redis::Connection, pattern: &str| -> BTreeSet<Vec<u8>> {
+        let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg(pattern).query(con).unwrap();
+        let mut all = BTreeSet::new();
+        for key in keys {
+            let users: Vec<Vec<u8>> = redis::cmd("ZRANGE")
+                .arg(key)
+                .arg(0)
+                .arg(-1)
+                .query(con)
+                .unwrap();
+            all.extend(users);
+        }
+        all
+    };
     // Users with a timer of their own (going idle, a manual status ending).
-    let mut timers: Vec<Vec<u8>> = Vec::new();
-    let timer_keys: Vec<Vec<u8>> = redis::cmd("KEYS")
-        .arg("presence:timers:*")
-        .query(con)
-        .unwrap();
-    for key in &timer_keys {
-        let users: Vec<Vec<u8>> = redis::cmd("ZRANGE")
-            .arg(key)
-            .arg(0)
-            .arg(-1)
-            .query(con)
-            .unwrap();
-        timers.extend(users);
-    }
+    let timers = members(con, "presence:timers:*");
     for key in &due_keys {
         let entries: Vec<(Vec<u8>, f64)> = redis::cmd("ZRANGE")
             .arg(key)
@@ -291,20 +293,6 @@ fn check_consistency(con: &mut redis::Connection, external: bool) {
     );
     // The listing of everyone holds exactly the users that others see online, and each scope
     // listing only users of that listing.
-    let members = |con: &mut redis::Connection, pattern: &str| -> BTreeSet<Vec<u8>> {
-        let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg(pattern).query(con).unwrap();
-        let mut all = BTreeSet::new();
-        for key in keys {
-            let users: Vec<Vec<u8>> = redis::cmd("ZRANGE")
-                .arg(key)
-                .arg(0)
-                .arg(-1)
-                .query(con)
-                .unwrap();
-            all.extend(users);
-        }
-        all
-    };
     let listed = members(con, "presence:online:*");
     let visible: BTreeSet<Vec<u8>> = users
         .keys()
