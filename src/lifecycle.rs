@@ -44,7 +44,7 @@ pub fn on_keyspace_event(ctx: &Context, _kind: NotifyEvent, event: &str, key: &[
     if db != 0 {
         return;
     }
-    if let Some((slot, scope)) = listing {
+    if let Some((slot, scope)) = listing.filter(|_| !listing::OwnWrite::in_progress()) {
         let scores = store::listing_scores(ctx, key);
         listing::directory().set(scope, slot, scores);
     }

@@ -51,6 +51,40 @@ impl Directory {
         }
     }
 
+    /// Records that one member of the listing's key in `slot` moved from score `old` to `new`
+    /// (`None`: absent), as the module's own writes know it.
+    pub fn replace(
+        &mut self,
+        scope: Option<&[u8]>,
+        slot: u16,
+        old: Option<Millis>,
+        new: Option<Millis>,
+    ) {
+        if old == new {
+            return;
+        }
+        let key = scope.map(<[u8]>::to_vec);
+        let members = self.listings.entry(key.clone()).or_default();
+        let scores = members.per_slot.entry(slot).or_default();
+        if let Some(old) = old {
+            if let Ok(i) = scores.binary_search(&old) {
+                scores.remove(i);
+                members.total -= 1;
+            }
+        }
+        if let Some(new) = new {
+            let i = scores.partition_point(|s| *s < new);
+            scores.insert(i, new);
+            members.total += 1;
+        }
+        if scores.is_empty() {
+            members.per_slot.remove(&slot);
+        }
+        if members.per_slot.is_empty() {
+            self.listings.remove(&key);
+        }
+    }
+
     pub fn count(&self, scope: Option<&[u8]>) -> u64 {
         self.find(scope).map_or(0, |m| m.total)
     }
@@ -72,6 +106,32 @@ impl Directory {
     fn find(&self, scope: Option<&[u8]>) -> Option<&Members> {
         // HashMap lookups need the owned key form; scopes are short.
         self.listings.get(&scope.map(<[u8]>::to_vec))
+    }
+}
+
+/// Set while the module announces a write to a listing key whose effect it already gave the
+/// directory (see [`OwnWrite`]).
+static OWN_WRITE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Marks the keyspace notifications sent while it lives as the module's own listing writes, so the
+/// notification handler does not re-read the key.
+pub struct OwnWrite(());
+
+impl OwnWrite {
+    pub fn begin() -> OwnWrite {
+        OWN_WRITE.store(true, std::sync::atomic::Ordering::Relaxed);
+        OwnWrite(())
+    }
+
+    /// Whether a notification comes from such a write.
+    pub fn in_progress() -> bool {
+        OWN_WRITE.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for OwnWrite {
+    fn drop(&mut self) {
+        OWN_WRITE.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -249,6 +309,14 @@ mod tests {
         assert!(d.slots(None).is_empty());
         assert_eq!(d.count(Some(b"zone")), 1);
         assert_eq!(d.count(Some(b"other")), 0);
+        // Single moves, as the module's writes report them.
+        d.replace(Some(b"zone"), 9, Some(90), Some(95));
+        d.replace(Some(b"zone"), 4, None, Some(40));
+        assert_eq!(d.slots(Some(b"zone")), vec![(4, &[40][..]), (9, &[95][..])]);
+        d.replace(Some(b"zone"), 9, Some(95), None);
+        d.replace(Some(b"zone"), 4, Some(40), None);
+        assert_eq!(d.count(Some(b"zone")), 0);
+        assert!(d.slots(Some(b"zone")).is_empty());
     }
 
     #[test]

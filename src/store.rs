@@ -3,7 +3,7 @@
 //! clock reads on replicas) and announced as keyspace events.
 
 use crate::codec::{self, Changes};
-use crate::listing::Position;
+use crate::listing::{self, Position};
 use crate::model::{Audience, Millis, Privacy, Record};
 use crate::{config, events, keys, stats, sweep};
 use redis_module::{raw, Context, NotifyEvent, RedisError, RedisString};
@@ -582,29 +582,40 @@ impl UserWrite {
     /// an index, and the record stays right.
     fn write_listings(&self, ctx: &Context, changes: &Changes) {
         let member = string(&self.user);
-        let open = |scope: &Option<Vec<u8>>| {
-            let name = string(&keys::listing_key(self.keys.slot, scope.as_deref()));
+        let slot = self.keys.slot;
+        // Writes one listing key (`score` None: removes the user), tells the directory exactly
+        // what changed, then replicates and notifies (the notification is the directory's own
+        // news, so it skips re-reading the key).
+        let write = |scope: Option<&[u8]>, score: Option<Millis>| {
+            let name = string(&keys::listing_key(slot, scope));
             let key = Key::open(ctx, &name, true);
-            key.check_type(raw::KeyType::ZSet)
-                .ok()
-                .map(|()| (name, key))
+            if key.check_type(raw::KeyType::ZSet).is_err() {
+                return;
+            }
+            let old = key.zset_score(&member).map(|s| s as Millis);
+            match score {
+                Some(score) => key.zset_add(score as f64, &member),
+                None => key.zset_rem(&member),
+            }
+            drop(key);
+            listing::directory().replace(scope, slot, old, score);
+            let _own = listing::OwnWrite::begin();
+            match score {
+                Some(score) => {
+                    ctx.replicate("ZADD", &[&name, &string(itoa(score).as_bytes()), &member]);
+                    ctx.notify_keyspace_event(NotifyEvent::ZSET, "zadd", &name);
+                }
+                None => {
+                    ctx.replicate("ZREM", &[&name, &member]);
+                    ctx.notify_keyspace_event(NotifyEvent::ZSET, "zrem", &name);
+                }
+            }
         };
         for (scope, score) in &changes.listed_set {
-            if let Some((name, key)) = open(scope) {
-                key.zset_add(*score as f64, &member);
-                drop(key);
-                ctx.replicate("ZADD", &[&name, &string(itoa(*score).as_bytes()), &member]);
-                ctx.notify_keyspace_event(NotifyEvent::ZSET, "zadd", &name);
-            }
+            write(scope.as_deref(), Some(*score));
         }
         for scope in &changes.listed_delete {
-            if let Some((name, key)) = open(scope) {
-                key.zset_rem(&member);
-                // Closed before the notification, so the directory sees an emptied key gone.
-                drop(key);
-                ctx.replicate("ZREM", &[&name, &member]);
-                ctx.notify_keyspace_event(NotifyEvent::ZSET, "zrem", &name);
-            }
+            write(scope.as_deref(), None);
         }
     }
 

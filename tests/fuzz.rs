@@ -311,6 +311,23 @@ fn check_consistency(con: &mut redis::Connection, external: bool) {
     if !external {
         let count = int(&call_bytes(con, &[b"PRESENCE.COUNT"]));
         assert_eq!(count as usize, listed.len(), "COUNT");
+        // LIST pages through exactly the same users.
+        let mut paged = BTreeSet::new();
+        let mut cursor = b"0".to_vec();
+        loop {
+            let reply = array(&call_bytes(
+                con,
+                &[b"PRESENCE.LIST", b"LIMIT", b"7", b"CURSOR", &cursor],
+            ));
+            for row in array(&reply[1]) {
+                assert!(paged.insert(bytes(&array(&row)[0])), "a user listed twice");
+            }
+            cursor = bytes(&reply[0]);
+            if cursor == b"0" {
+                break;
+            }
+        }
+        assert_eq!(paged, listed, "LIST");
         let info: String = redis::cmd("INFO").arg("presence").query(con).unwrap();
         let gauge = |name: &str| -> usize {
             info.lines()
