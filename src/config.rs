@@ -148,6 +148,14 @@ impl StringSetting {
         }
     }
 
+    /// Frees the value (the module is being unloaded).
+    pub fn release(&self) {
+        match self.value.lock() {
+            Ok(mut value) => *value = String::new(),
+            Err(poisoned) => *poisoned.into_inner() = String::new(),
+        }
+    }
+
     /// A copy of the value (a poisoned lock still holds a valid string).
     pub fn get(&self) -> String {
         match self.value.lock() {

@@ -15,8 +15,6 @@
 //! The two user forms cannot collide: the first contains exactly one `{` and one `}`, the second at
 //! least three braces.
 
-use std::sync::OnceLock;
-
 /// Number of hash slots in a Redis Cluster.
 pub const SLOTS: usize = 16384;
 
@@ -72,39 +70,60 @@ pub fn slot(key: &[u8]) -> u16 {
     crc16(hash_tag(key)) & (SLOTS as u16 - 1)
 }
 
-/// For every slot, a short alphanumeric string that hashes to it, to build keys of that slot.
-fn slot_tags() -> &'static [Box<[u8]>] {
-    static TAGS: OnceLock<Vec<Box<[u8]>>> = OnceLock::new();
-    TAGS.get_or_init(|| {
-        const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-        let mut tags: Vec<Option<Box<[u8]>>> = vec![None; SLOTS];
-        let mut missing = SLOTS;
-        // Shortest first; three characters already cover every slot, four is a safety margin.
-        'lengths: for len in 1..=4u32 {
-            let combos = ALPHABET.len().pow(len);
-            for mut n in 0..combos {
-                let mut candidate = Vec::with_capacity(len as usize);
-                for _ in 0..len {
-                    candidate.push(ALPHABET[n % ALPHABET.len()]);
-                    n /= ALPHABET.len();
-                }
-                let s = slot(&candidate) as usize;
-                if tags[s].is_none() {
-                    tags[s] = Some(candidate.into_boxed_slice());
-                    missing -= 1;
-                    if missing == 0 {
-                        break 'lengths;
-                    }
-                }
+/// For every slot, the shortest alphanumeric string that hashes to it (the first found in
+/// `0-9A-Za-z` order), to build keys of that slot. Computed at compile time: a table in the
+/// binary, nothing allocated.
+struct SlotTags {
+    bytes: [[u8; MAX_TAG_LEN]; SLOTS],
+    lens: [u8; SLOTS],
+}
+
+/// Three characters already cover every slot; four is a safety margin.
+const MAX_TAG_LEN: usize = 4;
+
+#[allow(long_running_const_eval)]
+static SLOT_TAGS: SlotTags = slot_tags();
+
+const fn slot_tags() -> SlotTags {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut tags = SlotTags {
+        bytes: [[0; MAX_TAG_LEN]; SLOTS],
+        lens: [0; SLOTS],
+    };
+    let mut missing = SLOTS;
+    let mut len = 1;
+    // Shortest first.
+    while len <= MAX_TAG_LEN && missing > 0 {
+        let combos = ALPHABET.len().pow(len as u32);
+        let mut n = 0;
+        while n < combos && missing > 0 {
+            let mut candidate = [0u8; MAX_TAG_LEN];
+            let (mut rest, mut i) = (n, 0);
+            let mut crc = 0u16;
+            while i < len {
+                let byte = ALPHABET[rest % ALPHABET.len()];
+                candidate[i] = byte;
+                crc = (crc << 8) ^ CRC16_TABLE[((crc >> 8) as u8 ^ byte) as usize];
+                rest /= ALPHABET.len();
+                i += 1;
             }
+            let slot = (crc & (SLOTS as u16 - 1)) as usize;
+            if tags.lens[slot] == 0 {
+                tags.bytes[slot] = candidate;
+                tags.lens[slot] = len as u8;
+                missing -= 1;
+            }
+            n += 1;
         }
-        tags.into_iter().map(|t| t.unwrap_or_default()).collect()
-    })
+        len += 1;
+    }
+    tags
 }
 
 /// A short string whose slot is `slot`.
 pub fn slot_tag(slot: u16) -> &'static [u8] {
-    &slot_tags()[usize::from(slot) & (SLOTS - 1)]
+    let slot = usize::from(slot) & (SLOTS - 1);
+    &SLOT_TAGS.bytes[slot][..usize::from(SLOT_TAGS.lens[slot])]
 }
 
 /// The hash that holds a user's presence record.

@@ -51,12 +51,23 @@ fn init(ctx: &Context, args: &[redis_module::RedisString]) -> Status {
     lifecycle::subscribe_to_shutdown(ctx)
 }
 
+/// The module is unloaded (`MODULE UNLOAD`, or a server that unloads its modules on shutdown):
+/// stop the timer and free what the module holds outside the keyspace.
+fn deinit(ctx: &Context) -> Status {
+    sweep::stop(ctx);
+    listing::directory().clear();
+    config::EVENTS_CHANNEL.release();
+    config::EVENTS_STREAM.release();
+    Status::Ok
+}
+
 redis_module! {
     name: "presence",
     version: 1,
     allocator: (Allocator, Allocator {}),
     data_types: [],
     init: init,
+    deinit: deinit,
     commands: [
         ["presence.online", devices::online, "write deny-oom fast", 1, 1, 1, ""],
         ["presence.heartbeat", devices::heartbeat, "write deny-oom fast", 1, 1, 1, ""],

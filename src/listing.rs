@@ -99,8 +99,9 @@ impl Directory {
         })
     }
 
+    /// Forgets everything, memory included.
     pub fn clear(&mut self) {
-        self.listings.clear();
+        self.listings = HashMap::new();
     }
 
     fn find(&self, scope: Option<&[u8]>) -> Option<&Members> {

@@ -867,6 +867,10 @@ pub fn check_server_api() -> Result<(), String> {
                 "GetDetachedThreadSafeContext",
                 present!(RedisModule_GetDetachedThreadSafeContext),
             ),
+            (
+                "FreeThreadSafeContext",
+                present!(RedisModule_FreeThreadSafeContext),
+            ),
             ("GetAbsExpire", present!(RedisModule_GetAbsExpire)),
             ("SetAbsExpire", present!(RedisModule_SetAbsExpire)),
             ("Replicate", present!(RedisModule_Replicate)),

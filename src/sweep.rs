@@ -103,7 +103,11 @@ pub fn stop(ctx: &Context) {
         // The data is a zero-sized `()`; nothing is freed wrongly.
         let _ = ctx.stop_timer::<()>(TIMER.load(Ordering::Relaxed));
     }
-    MODULE_CTX.store(std::ptr::null_mut(), Ordering::Relaxed);
+    let own = MODULE_CTX.swap(std::ptr::null_mut(), Ordering::Relaxed);
+    if !own.is_null() {
+        // SAFETY: the detached context made in `start`, freed once (the pointer is taken out).
+        unsafe { raw::RedisModule_FreeThreadSafeContext.unwrap_unchecked()(own) };
+    }
 }
 
 /// `sweep-interval` changed: replace the armed timer so the new period applies now, not after a
