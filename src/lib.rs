@@ -11,7 +11,7 @@ mod events;
 mod info;
 pub mod keys;
 mod lifecycle;
-mod listing;
+pub mod listing;
 pub mod model;
 mod reply;
 mod stats;

@@ -1,10 +1,12 @@
 //! Fuzzes the pure code: argument parsing on arbitrary arguments, and the presence model driven by
 //! arbitrary sequences of connects, heartbeats, departures and clock jumps, checking its rules:
 //! settling never changes what reads report, the stored form round-trips, every event's seq is
-//! one more than the last, and the reported status agrees with the devices.
+//! one more than the last, and the reported status agrees with the devices; and the listing merge:
+//! paging through arbitrary slots of members gives exactly their sorted order.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use presence::listing::{self, Position};
 use presence::model::{Manual, Record, Status};
 use presence::{args, codec};
 
@@ -14,6 +16,10 @@ fn parsing(data: &[u8]) {
     let _ = args::heartbeat(&argv);
     let _ = args::bulk_users(&argv, 8);
     let _ = args::options(&argv, &["TTL", "META", "LIMIT"]);
+    if let Ok(list) = args::list(&argv) {
+        assert!((1..=listing::MAX_LIMIT).contains(&list.limit));
+    }
+    let _ = args::count(&argv);
     for arg in &argv {
         if let Ok(ttl) = args::ttl(arg) {
             assert!((args::MIN_TTL..=args::MAX_TTL).contains(&ttl));
@@ -29,6 +35,60 @@ fn parsing(data: &[u8]) {
             assert!(result.0.is_ascii() && result.0.starts_with("ERR "));
         }
         assert!(args::shown(arg).is_ascii());
+        if let Some(position) = Position::parse_cursor(arg) {
+            assert_eq!(
+                Position::parse_cursor(position.cursor().as_bytes()),
+                Some(position)
+            );
+        }
+    }
+}
+
+/// Members spread over slots, paged at every limit: the pages together are the members sorted,
+/// most recent first, each once.
+fn listing_pages(data: &[u8]) {
+    let members: Vec<(u16, Position)> = data
+        .chunks(3)
+        .map(|c| {
+            let slot = u16::from(c[0] % 8);
+            // A user lives in one slot: the id starts with it.
+            let user = vec![slot as u8, c.get(1).copied().unwrap_or(0) % 4];
+            let last_active = i64::from(c.get(2).copied().unwrap_or(0) % 5);
+            (slot, Position { last_active, user })
+        })
+        .collect();
+    // A sorted set holds a user once: keep the first of each.
+    let mut seen = std::collections::BTreeSet::new();
+    let members: Vec<(u16, Position)> = members
+        .into_iter()
+        .filter(|(_, p)| seen.insert(p.user.clone()))
+        .collect();
+    let mut scores: std::collections::BTreeMap<u16, Vec<i64>> = Default::default();
+    for (slot, p) in &members {
+        scores.entry(*slot).or_default().push(p.last_active);
+    }
+    scores.values_mut().for_each(|s| s.sort_unstable());
+    let slots: Vec<(u16, &[i64])> = scores.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+    let next = |slot: u16, bound: Option<&Position>| {
+        members
+            .iter()
+            .filter(|(s, p)| *s == slot && bound.is_none_or(|b| p < b))
+            .map(|(_, p)| p.clone())
+            .max()
+    };
+    let mut expected: Vec<Position> = members.iter().map(|(_, p)| p.clone()).collect();
+    expected.sort_unstable_by(|a, b| b.cmp(a));
+    for limit in [1, 2, 5, 1000] {
+        let (mut all, mut after) = (Vec::new(), None::<Position>);
+        loop {
+            let (rows, more) = listing::page(&slots, after.as_ref(), limit, next);
+            after = rows.last().cloned().or(after);
+            all.extend(rows);
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(all, expected, "limit {limit}");
     }
 }
 
@@ -129,4 +189,5 @@ fn model(data: &[u8]) {
 fuzz_target!(|data: &[u8]| {
     parsing(data);
     model(data);
+    listing_pages(data);
 });
