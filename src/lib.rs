@@ -95,7 +95,7 @@ redis_module! {
             ["max-devices", &config::MAX_DEVICES, config::MAX_DEVICES_DEFAULT, config::MAX_DEVICES_MIN, config::MAX_DEVICES_MAX, ConfigurationFlags::DEFAULT, None],
             ["max-bulk", &config::MAX_BULK, config::MAX_BULK_DEFAULT, config::MAX_BULK_MIN, config::MAX_BULK_MAX, ConfigurationFlags::DEFAULT, None],
             ["grace", &config::GRACE, config::GRACE_DEFAULT, config::GRACE_MIN, config::GRACE_MAX, ConfigurationFlags::DEFAULT, None],
-            ["away-after", &config::AWAY_AFTER, config::AWAY_AFTER_DEFAULT, config::AWAY_AFTER_MIN, config::AWAY_AFTER_MAX, ConfigurationFlags::DEFAULT, None],
+            ["away-after", &config::AWAY_AFTER, config::AWAY_AFTER_DEFAULT, config::AWAY_AFTER_MIN, config::AWAY_AFTER_MAX, ConfigurationFlags::DEFAULT, Some(Box::new(|_, _, _| sweep::recheck_all()))],
             ["sweep-interval", &config::SWEEP_INTERVAL, config::SWEEP_INTERVAL_DEFAULT, config::SWEEP_INTERVAL_MIN, config::SWEEP_INTERVAL_MAX, ConfigurationFlags::DEFAULT, Some(Box::new(|_, _, _| sweep::interval_changed()))],
             ["sweep-budget", &config::SWEEP_BUDGET, config::SWEEP_BUDGET_DEFAULT, config::SWEEP_BUDGET_MIN, config::SWEEP_BUDGET_MAX, ConfigurationFlags::DEFAULT, None],
             ["events-stream-maxlen", &config::EVENTS_STREAM_MAXLEN, config::STREAM_MAXLEN_DEFAULT, config::STREAM_MAXLEN_MIN, config::STREAM_MAXLEN_MAX, ConfigurationFlags::DEFAULT, None],

@@ -28,12 +28,15 @@ fn rebuild_directory(ctx: &Context) {
 }
 
 /// Keyspace notifications: a listing key in database 0 changed, whoever changed it (re-read its
-/// size for the directory), or an index key was restored (resharding moved it here: the sweep
-/// must look at its slot).
+/// scores for the directory), or a key the sweep reads was restored (resharding moved it here: the
+/// sweep must look at its slot).
 pub fn on_keyspace_event(ctx: &Context, _kind: NotifyEvent, event: &str, key: &[u8]) {
     let listing = keys::parse_listing_key(key);
-    let restored_index = match event {
-        "restore" => keys::parse_index_key(key),
+    // Resharding restores a slot's keys here: its due index and timers set, and its listing of
+    // everyone, whose users the sweep checks for idleness.
+    let restored_index = match (event, listing) {
+        ("restore", Some((slot, None))) => Some(slot),
+        ("restore", _) => keys::parse_index_key(key),
         _ => None,
     };
     if listing.is_none() && restored_index.is_none() {

@@ -332,24 +332,30 @@ impl Record {
             .map(|l| l.at.saturating_add(self.grace))
     }
 
-    /// The next moment something changes with time: a device's deadline, or the user's own timer.
+    /// The next moment something changes with time: a device's deadline, going idle, or the
+    /// user's own timer.
     pub fn next_change(&self) -> Option<Millis> {
         self.devices
             .values()
             .map(Device::deadline)
             .chain(self.user_timer())
+            .chain(self.goes_idle_at())
             .min()
     }
 
-    /// The moment the user-level timer fires: the end of the manual status, going idle (only
-    /// while not away yet), or the end of a grace period (device deadlines have entries of their
-    /// own in the due index).
+    /// When a connected user not away yet becomes away for lack of activity.
+    pub fn goes_idle_at(&self) -> Option<Millis> {
+        self.idle_at().filter(|_| self.status != Status::Away)
+    }
+
+    /// The moment the user's own timer fires: the end of the manual status, or the end of a grace
+    /// period. (Device deadlines have entries of their own in the due index, and going idle is
+    /// found through the listing of everyone, whose scores are the users' last activity.)
     pub fn user_timer(&self) -> Option<Millis> {
         self.manual
             .as_ref()
             .and_then(|m| m.until)
             .into_iter()
-            .chain(self.idle_at().filter(|_| self.status != Status::Away))
             .chain(self.grace_ends())
             .min()
     }
@@ -1022,7 +1028,9 @@ mod tests {
         assert_eq!(events(&mut r), vec![("online", "away", "active", 2000)]);
         assert_eq!(r.view(2999).status, Status::Online);
         assert_eq!(r.view(3000).status, Status::Away);
-        assert_eq!(r.user_timer(), Some(3000));
+        assert_eq!(r.goes_idle_at(), Some(3000));
+        assert_eq!(r.next_change(), Some(3000));
+        assert_eq!(r.user_timer(), None, "going idle needs no timer of its own");
     }
 
     #[test]

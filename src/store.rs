@@ -257,6 +257,30 @@ impl Key {
         scores
     }
 
+    /// Up to `limit` members after `after` (score, then member, both ascending; from the start when
+    /// `None`) with a score up to `max`, lowest first.
+    fn zset_after(
+        &self,
+        after: Option<(f64, &[u8])>,
+        max: f64,
+        limit: usize,
+    ) -> Vec<(Vec<u8>, f64)> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return out;
+        }
+        let min = after.map_or(f64::NEG_INFINITY, |(score, _)| score);
+        self.zset_walk(min, max, false, |member, score| {
+            // Equal scores come in ascending member order: skip those up to the position.
+            let past = after.is_none_or(|(a_score, a_member)| score > a_score || member > a_member);
+            if past {
+                out.push((member.to_vec(), score));
+            }
+            out.len() < limit
+        });
+        out
+    }
+
     /// The member that comes first walking the sorted set from the highest score down, below
     /// `bound` (score, then member, both descending); from the top when `bound` is `None`.
     fn zset_first_below(&self, bound: Option<(f64, &[u8])>) -> Option<(Vec<u8>, f64)> {
@@ -599,6 +623,13 @@ impl UserWrite {
             }
             drop(key);
             listing::directory().replace(scope, slot, old, score);
+            if let (None, Some(active)) = (scope, score) {
+                // The user may go idle `away-after` from this activity: the sweep looks then.
+                let away_after = config::away_after();
+                if away_after > 0 {
+                    sweep::note_deadline(slot, active.saturating_add(away_after));
+                }
+            }
             let _own = listing::OwnWrite::begin();
             match score {
                 Some(score) => {
@@ -738,6 +769,30 @@ pub fn drop_entry_if_due(ctx: &Context, name: &[u8], member: &[u8], now: Millis)
         ctx.replicate("ZREM", &[&name, &member]);
         ctx.notify_keyspace_event(NotifyEvent::ZSET, "zrem", &name);
     }
+}
+
+/// Up to `limit` users of the slot's listing of everyone after position `after` (from the start
+/// when `None`) whose last activity is at or before `until`, least recently active first: the
+/// users the sweep checks for going idle.
+pub fn idle_candidates(
+    ctx: &Context,
+    slot: u16,
+    after: Option<&Position>,
+    until: Millis,
+    limit: usize,
+) -> Vec<Position> {
+    let key = Key::open(ctx, &string(&keys::listing_key(slot, None)), false);
+    key.zset_after(
+        after.map(|a| (a.last_active as f64, a.user.as_slice())),
+        until as f64,
+        limit,
+    )
+    .into_iter()
+    .map(|(user, score)| Position {
+        last_active: score as Millis,
+        user,
+    })
+    .collect()
 }
 
 /// The scores of the sorted set `name`, lowest first, as the listing directory keeps them.

@@ -1,4 +1,10 @@
-//! The sweep: a timer that removes devices whose deadline passed and announces it.
+//! The sweep: a timer that removes devices whose deadline passed, ends manual statuses and grace
+//! periods when their time comes, moves idle users to away, and announces it all.
+//!
+//! Users go idle `away-after` after their last activity, which is their score in the slot's
+//! listing of everyone: the sweep walks each slot's listing upwards from where it last stopped
+//! (a position kept in memory), so a user is checked once per stretch of inactivity and needs no
+//! timer entry of their own for it.
 //!
 //! Due devices are found through the per-slot due indexes (devices scored by their deadline),
 //! never by scanning users. To skip the slots with nothing due without opening 16384
@@ -9,6 +15,7 @@
 //! ways (a replication stream, a restored key) are found within a bounded time.
 
 use crate::keys::SLOTS;
+use crate::listing::Position;
 use crate::model::Millis;
 use crate::{config, keys, stats, store};
 use redis_module::{raw, Context, ContextFlags};
@@ -43,17 +50,33 @@ pub fn note_deadline(slot: u16, deadline: Millis) {
     NEXT_DUE[usize::from(slot) % SLOTS].fetch_min(deadline, Ordering::Relaxed);
 }
 
-/// Forget every hint: the next run looks at every slot.
-/// Makes the sweep read the slot's indexes on its next run (they arrived by another way than this
-/// node's writes: a restored key).
-pub fn recheck(slot: u16) {
-    NEXT_DUE[usize::from(slot) & (SLOTS - 1)].store(UNKNOWN, Ordering::Relaxed);
+/// Per slot, the position in the slot's listing of everyone up to which users were checked for
+/// going idle (`None`: from the start). Activity only moves a user up the listing, past this
+/// position, so each user is checked once per stretch of inactivity.
+fn idle_checked() -> std::sync::MutexGuard<'static, Vec<Option<Position>>> {
+    static CHECKED: std::sync::LazyLock<std::sync::Mutex<Vec<Option<Position>>>> =
+        std::sync::LazyLock::new(|| std::sync::Mutex::new(vec![None; SLOTS]));
+    CHECKED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Makes the sweep read the slot's indexes on its next run, and check all its listed users for
+/// idleness again (they arrived by another way than this node's writes: a restored key).
+pub fn recheck(slot: u16) {
+    let slot = usize::from(slot) & (SLOTS - 1);
+    NEXT_DUE[slot].store(UNKNOWN, Ordering::Relaxed);
+    idle_checked()[slot] = None;
+}
+
+/// Forget every hint: the next run looks at every slot.
 pub fn recheck_all() {
     for hint in &NEXT_DUE {
         hint.store(UNKNOWN, Ordering::Relaxed);
     }
+    idle_checked()
+        .iter_mut()
+        .for_each(|checked| *checked = None);
 }
 
 /// Whether this server may change data now: a master, not loading, not pausing writes for a
@@ -239,10 +262,41 @@ fn sweep_slot(
             }
         }
     }
-    NEXT_DUE[usize::from(slot)].store(
-        store::next_due(ctx, slot).unwrap_or(NOTHING),
-        Ordering::Relaxed,
-    );
+    // Listed users without activity for `away-after` go idle: check those not checked yet.
+    let away_after = config::away_after();
+    let mut idle_next = None;
+    if away_after > 0 {
+        let until = now.saturating_sub(away_after);
+        loop {
+            if limits.reached(spent) {
+                return (spent - start, removed, false);
+            }
+            let room = limits.budget.saturating_sub(spent);
+            let from = idle_checked()[usize::from(slot)].clone();
+            let batch = store::idle_candidates(ctx, slot, from.as_ref(), until, BATCH.min(room));
+            if batch.is_empty() {
+                break;
+            }
+            for user in batch {
+                let gone = settle_user(ctx, &user.user);
+                idle_checked()[usize::from(slot)] = Some(user);
+                spent += gone.max(1);
+                removed += gone;
+                if limits.reached(spent) {
+                    return (spent - start, removed, false);
+                }
+            }
+        }
+        let from = idle_checked()[usize::from(slot)].clone();
+        idle_next = store::idle_candidates(ctx, slot, from.as_ref(), Millis::MAX, 1)
+            .first()
+            .map(|next| next.last_active.saturating_add(away_after));
+    }
+    let next = store::next_due(ctx, slot)
+        .into_iter()
+        .chain(idle_next)
+        .min();
+    NEXT_DUE[usize::from(slot)].store(next.unwrap_or(NOTHING), Ordering::Relaxed);
     (spent - start, removed, true)
 }
 

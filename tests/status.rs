@@ -74,6 +74,34 @@ fn an_idle_user_goes_away_and_activity_brings_them_back() {
 }
 
 #[test]
+fn a_new_away_after_applies_at_once() {
+    on_each_server(&["away-after", "0", "sweep-interval", "20"], |srv| {
+        let user = unique("later");
+        let channel = format!("presence:{{{user}}}");
+        let mut own = Subscriber::new(srv, "SSUBSCRIBE", &[channel.as_bytes()]);
+        let mut con = srv.con();
+        run(&mut con, &["PRESENCE.ONLINE", &user, "d"]).unwrap();
+        let active = int(&get(&mut con, &user)["last_active"]);
+        assert_eq!(
+            summary(&own.take(1, WAIT)[0]),
+            s("online", "offline", "connect")
+        );
+        // Auto-away was off; turned on, it finds the user idle since their last activity.
+        run(&mut con, &["CONFIG", "SET", "presence.away-after", "300"]).unwrap();
+        let got = own.take(1, WAIT);
+        assert_eq!(got.len(), 1, "no idle event");
+        assert_eq!(summary(&got[0]), s("away", "online", "idle"));
+        assert_eq!(got[0].int("ts"), active + 300);
+        // Announced within a second: the change made the sweep look at every slot at once.
+        let late = got[0].received - (active + 300);
+        assert!(late < 1000, "announced {late} ms late");
+        if srv.is_external() {
+            run(&mut con, &["CONFIG", "SET", "presence.away-after", "0"]).unwrap();
+        }
+    });
+}
+
+#[test]
 fn a_manual_status_carries_a_message_and_ends_on_its_own() {
     on_each_server(&["away-after", "0", "sweep-interval", "20"], |srv| {
         let user = unique("busy");
