@@ -13,7 +13,7 @@
 
 use crate::model::Millis;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::sync::{LazyLock, Mutex, MutexGuard};
 
 /// Most rows a LIST page may ask for, and how many it gives by default.
@@ -22,9 +22,39 @@ pub const DEFAULT_LIMIT: usize = 100;
 
 /// One listing's members: the scores of each slot's, lowest first, and how many in all.
 #[derive(Debug, Default)]
-struct Members {
+pub struct Members {
     total: u64,
     per_slot: BTreeMap<u16, Vec<Millis>>,
+    /// Each non-empty slot by its highest score: the slots whose newest member is most recent
+    /// come last.
+    tops: BTreeSet<(Millis, u16)>,
+}
+
+impl Members {
+    /// Changes the scores of `slot` through `change`, keeping the total and the tops in step.
+    fn update(&mut self, slot: u16, change: impl FnOnce(&mut Vec<Millis>)) {
+        let scores = self.per_slot.entry(slot).or_default();
+        let (old_len, old_top) = (scores.len() as u64, scores.last().copied());
+        change(scores);
+        let (new_len, new_top) = (scores.len() as u64, scores.last().copied());
+        if scores.is_empty() {
+            self.per_slot.remove(&slot);
+        }
+        self.total = self.total + new_len - old_len;
+        if old_top != new_top {
+            if let Some(top) = old_top {
+                self.tops.remove(&(top, slot));
+            }
+            if let Some(top) = new_top {
+                self.tops.insert((top, slot));
+            }
+        }
+    }
+
+    /// The scores of a slot's members, lowest first.
+    fn scores(&self, slot: u16) -> &[Millis] {
+        self.per_slot.get(&slot).map_or(&[], Vec::as_slice)
+    }
 }
 
 /// The members' scores of every non-empty listing, by scope (`None`: everyone).
@@ -36,19 +66,7 @@ pub struct Directory {
 impl Directory {
     /// Records the scores (lowest first) that the listing's key in `slot` now holds.
     pub fn set(&mut self, scope: Option<&[u8]>, slot: u16, scores: Vec<Millis>) {
-        let key = scope.map(<[u8]>::to_vec);
-        let members = self.listings.entry(key.clone()).or_default();
-        let len = scores.len() as u64;
-        let old = if scores.is_empty() {
-            members.per_slot.remove(&slot)
-        } else {
-            members.per_slot.insert(slot, scores)
-        }
-        .map_or(0, |old| old.len() as u64);
-        members.total = members.total + len - old;
-        if members.per_slot.is_empty() {
-            self.listings.remove(&key);
-        }
+        self.update(scope, slot, |held| *held = scores);
     }
 
     /// Records that one member of the listing's key in `slot` moved from score `old` to `new`
@@ -63,23 +81,21 @@ impl Directory {
         if old == new {
             return;
         }
+        self.update(scope, slot, |scores| {
+            if let Some(i) = old.and_then(|old| scores.binary_search(&old).ok()) {
+                scores.remove(i);
+            }
+            if let Some(new) = new {
+                let i = scores.partition_point(|s| *s < new);
+                scores.insert(i, new);
+            }
+        });
+    }
+
+    fn update(&mut self, scope: Option<&[u8]>, slot: u16, change: impl FnOnce(&mut Vec<Millis>)) {
         let key = scope.map(<[u8]>::to_vec);
         let members = self.listings.entry(key.clone()).or_default();
-        let scores = members.per_slot.entry(slot).or_default();
-        if let Some(old) = old {
-            if let Ok(i) = scores.binary_search(&old) {
-                scores.remove(i);
-                members.total -= 1;
-            }
-        }
-        if let Some(new) = new {
-            let i = scores.partition_point(|s| *s < new);
-            scores.insert(i, new);
-            members.total += 1;
-        }
-        if scores.is_empty() {
-            members.per_slot.remove(&slot);
-        }
+        members.update(slot, change);
         if members.per_slot.is_empty() {
             self.listings.remove(&key);
         }
@@ -89,14 +105,9 @@ impl Directory {
         self.find(scope).map_or(0, |m| m.total)
     }
 
-    /// The slots whose key of the listing holds members, each with their scores.
-    pub fn slots(&self, scope: Option<&[u8]>) -> Vec<(u16, &[Millis])> {
-        self.find(scope).map_or_else(Vec::new, |m| {
-            m.per_slot
-                .iter()
-                .map(|(slot, scores)| (*slot, scores.as_slice()))
-                .collect()
-        })
+    /// The listing's members, if it has any.
+    pub fn members(&self, scope: Option<&[u8]>) -> Option<&Members> {
+        self.find(scope)
     }
 
     /// Forgets everything, memory included.
@@ -181,14 +192,16 @@ impl Position {
     }
 }
 
-/// One page of a listing spread over `slots` (each with its members' scores): the first `limit`
-/// members after `after` (from the top when `None`), merging the slots' own orders, and whether
-/// more follow. `next(slot, bound)` reads the slot's first member after `bound`.
+/// One page of a listing (`None`: empty): the first `limit` members after `after` (from the top
+/// when `None`), merging the slots' own orders, and whether more follow. `next(slot, bound)`
+/// reads the slot's first member after `bound`.
 ///
 /// The merge works on the scores in memory and reads a slot only when its next member is due to
-/// be the next row: about one read per row, however deep the page.
+/// be the next row: about one read per row. Slots whose newest member is older than the cursor
+/// join the merge only when their turn may come, so a page near the top of a large listing looks
+/// at about as many slots as it is deep.
 pub fn page(
-    slots: &[(u16, &[Millis])],
+    listing: Option<&Members>,
     after: Option<&Position>,
     limit: usize,
     mut next: impl FnMut(u16, Option<&Position>) -> Option<Position>,
@@ -197,8 +210,8 @@ pub fn page(
     /// (read when it comes up). At equal scores the unread one comes first: its user id is not
     /// known yet.
     enum Head {
-        Member(Position, usize),
-        Unread(Millis, usize, Option<Position>),
+        Member(Position, u16),
+        Unread(Millis, u16, Option<Position>),
     }
     impl Head {
         fn key(&self) -> (Millis, bool, &[u8]) {
@@ -224,11 +237,14 @@ pub fn page(
             self.key().cmp(&other.key())
         }
     }
-    // Per slot, the score of the member last read and how many of that score were read, when
-    // known: the members of one score are read in a row, so the rest of that score are known.
-    let mut read_at: Vec<Option<(Millis, usize)>> = vec![None; slots.len()];
-    let unread = |i: usize, bound: Option<Position>, read_at: Option<(Millis, usize)>| {
-        let scores = slots[i].1;
+    let Some(members) = listing else {
+        return (Vec::new(), false);
+    };
+    // Per slot, the score of the member last read and how many of that score were read: the
+    // members of one score are read in a row, so the rest of that score are known.
+    let mut read_at: HashMap<u16, (Millis, usize)> = HashMap::new();
+    let unread = |slot: u16, bound: Option<Position>, read_at: Option<(Millis, usize)>| {
+        let scores = members.scores(slot);
         let score = match &bound {
             None => scores.last().copied(),
             Some(b) => {
@@ -246,26 +262,50 @@ pub fn page(
                 }
             }
         }?;
-        Some(Head::Unread(score, i, bound))
+        Some(Head::Unread(score, slot, bound))
     };
-    let mut heads: BinaryHeap<Head> = (0..slots.len())
-        .filter_map(|i| unread(i, after.cloned(), None))
+    // Slots whose newest member is at or past the cursor's score need a look at their scores now;
+    // the others hold nothing but members after the cursor, their newest first: they wait in
+    // order of it and join when the merge comes down to their newest member.
+    let split = after.map_or(Millis::MIN, |a| a.last_active);
+    let mut heads: BinaryHeap<Head> = members
+        .tops
+        .range((split, 0)..)
+        .filter(|_| after.is_some())
+        .filter_map(|&(_, slot)| unread(slot, after.cloned(), None))
         .collect();
+    let mut waiting = members
+        .tops
+        .range(..(split, 0))
+        .rev()
+        .chain(members.tops.iter().rev().filter(|_| after.is_none()))
+        .peekable();
     let mut rows = Vec::with_capacity(limit.min(1024));
-    while rows.len() < limit {
+    loop {
+        while let Some(&&(top, slot)) = waiting.peek() {
+            if heads.peek().is_some_and(|head| head.key().0 > top) {
+                break;
+            }
+            heads.push(Head::Unread(top, slot, after.cloned()));
+            waiting.next();
+        }
+        if rows.len() >= limit {
+            break;
+        }
         match heads.pop() {
             None => break,
-            Some(Head::Unread(_, i, bound)) => {
-                if let Some(member) = next(slots[i].0, bound.as_ref()) {
-                    heads.push(Head::Member(member, i));
+            Some(Head::Unread(_, slot, bound)) => {
+                if let Some(member) = next(slot, bound.as_ref()) {
+                    heads.push(Head::Member(member, slot));
                 }
             }
-            Some(Head::Member(member, i)) => {
-                read_at[i] = match read_at[i] {
-                    Some((score, n)) if score == member.last_active => Some((score, n + 1)),
-                    _ => Some((member.last_active, 1)),
+            Some(Head::Member(member, slot)) => {
+                let read = match read_at.get(&slot) {
+                    Some(&(score, n)) if score == member.last_active => (score, n + 1),
+                    _ => (member.last_active, 1),
                 };
-                heads.extend(unread(i, Some(member.clone()), read_at[i]));
+                read_at.insert(slot, read);
+                heads.extend(unread(slot, Some(member.clone()), Some(read)));
                 rows.push(member);
             }
         }
@@ -273,14 +313,14 @@ pub fn page(
     // An unread slot may hold nothing past its bound after all (members of the bound's own score
     // at or above its user id): read until the answer is sure.
     while let Some(Head::Unread(..)) = heads.peek() {
-        let Some(Head::Unread(_, i, bound)) = heads.pop() else {
+        let Some(Head::Unread(_, slot, bound)) = heads.pop() else {
             break;
         };
-        if let Some(member) = next(slots[i].0, bound.as_ref()) {
-            heads.push(Head::Member(member, i));
+        if let Some(member) = next(slot, bound.as_ref()) {
+            heads.push(Head::Member(member, slot));
         }
     }
-    (rows, !heads.is_empty())
+    (rows, !heads.is_empty() || waiting.peek().is_some())
 }
 
 #[cfg(test)]
@@ -294,6 +334,24 @@ mod tests {
         }
     }
 
+    /// The listing's slots and their scores, checking that the tops agree with them.
+    fn slots(d: &Directory, scope: Option<&[u8]>) -> Vec<(u16, Vec<Millis>)> {
+        let Some(m) = d.members(scope) else {
+            return Vec::new();
+        };
+        let tops: BTreeSet<(Millis, u16)> = m
+            .per_slot
+            .iter()
+            .map(|(slot, scores)| (*scores.last().unwrap(), *slot))
+            .collect();
+        assert_eq!(m.tops, tops);
+        assert_eq!(
+            m.total,
+            m.per_slot.values().map(|v| v.len() as u64).sum::<u64>()
+        );
+        m.per_slot.iter().map(|(k, v)| (*k, v.clone())).collect()
+    }
+
     #[test]
     fn the_directory_counts_members_across_slots() {
         let mut d = Directory::default();
@@ -301,23 +359,23 @@ mod tests {
         d.set(None, 9, vec![5, 90]);
         d.set(Some(b"zone"), 9, vec![90]);
         assert_eq!(d.count(None), 5);
-        assert_eq!(d.slots(None), vec![(7, &[1, 2, 70][..]), (9, &[5, 90][..])]);
+        assert_eq!(slots(&d, None), vec![(7, vec![1, 2, 70]), (9, vec![5, 90])]);
         d.set(None, 7, vec![75]);
         assert_eq!(d.count(None), 3);
         d.set(None, 7, vec![]);
         d.set(None, 9, vec![]);
         assert_eq!(d.count(None), 0);
-        assert!(d.slots(None).is_empty());
+        assert!(slots(&d, None).is_empty());
         assert_eq!(d.count(Some(b"zone")), 1);
         assert_eq!(d.count(Some(b"other")), 0);
         // Single moves, as the module's writes report them.
         d.replace(Some(b"zone"), 9, Some(90), Some(95));
         d.replace(Some(b"zone"), 4, None, Some(40));
-        assert_eq!(d.slots(Some(b"zone")), vec![(4, &[40][..]), (9, &[95][..])]);
+        assert_eq!(slots(&d, Some(b"zone")), vec![(4, vec![40]), (9, vec![95])]);
         d.replace(Some(b"zone"), 9, Some(95), None);
         d.replace(Some(b"zone"), 4, Some(40), None);
         assert_eq!(d.count(Some(b"zone")), 0);
-        assert!(d.slots(Some(b"zone")).is_empty());
+        assert!(slots(&d, Some(b"zone")).is_empty());
     }
 
     #[test]
@@ -329,18 +387,18 @@ mod tests {
         }
     }
 
-    /// Each slot's scores, lowest first, as the directory keeps them.
-    fn scores(members: &[(u16, Position)]) -> BTreeMap<u16, Vec<Millis>> {
+    /// The directory of a listing of `members`, as the notifications would build it.
+    fn directory_of(members: &[(u16, Position)]) -> Directory {
         let mut scores: BTreeMap<u16, Vec<Millis>> = BTreeMap::new();
         for (slot, p) in members {
             scores.entry(*slot).or_default().push(p.last_active);
         }
-        scores.values_mut().for_each(|s| s.sort_unstable());
-        scores
-    }
-
-    fn tops(scores: &BTreeMap<u16, Vec<Millis>>) -> Vec<(u16, &[Millis])> {
-        scores.iter().map(|(k, v)| (*k, v.as_slice())).collect()
+        let mut d = Directory::default();
+        for (slot, mut held) in scores {
+            held.sort_unstable();
+            d.set(None, slot, held);
+        }
+        d
     }
 
     /// Slots as sorted lists, walked like sorted sets backwards from a bound.
@@ -366,21 +424,21 @@ mod tests {
             (3, at(5, "e")),
         ];
         let next = slots_of(&members);
-        let held = scores(&members);
-        let slots = tops(&held);
-        let (rows, more) = page(&slots, None, 3, &next);
+        let d = directory_of(&members);
+        let slots = d.members(None);
+        let (rows, more) = page(slots, None, 3, &next);
         assert_eq!(rows, vec![at(50, "a"), at(40, "d"), at(40, "c")]);
         assert!(more);
-        let (rows, more) = page(&slots, rows.last(), 3, &next);
+        let (rows, more) = page(slots, rows.last(), 3, &next);
         assert_eq!(rows, vec![at(10, "b"), at(5, "e")]);
         assert!(!more);
-        let (rows, more) = page(&slots, None, 5, &next);
+        let (rows, more) = page(slots, None, 5, &next);
         assert_eq!(rows.len(), 5);
         assert!(!more, "an exactly full last page needs no further cursor");
-        let (rows, more) = page(&slots, None, 4, &next);
+        let (rows, more) = page(slots, None, 4, &next);
         assert_eq!(rows.len(), 4);
         assert!(more);
-        assert_eq!(page(&[], None, 5, &next), (vec![], false));
+        assert_eq!(page(None, None, 5, &next), (vec![], false));
     }
 
     #[test]
@@ -389,15 +447,15 @@ mod tests {
         let members: Vec<(u16, Position)> = (0..1000u16)
             .flat_map(|s| (0..3).map(move |k| (s, at(Millis::from(s) + 1000 * k, "u"))))
             .collect();
-        let held = scores(&members);
-        let slots = tops(&held);
+        let d = directory_of(&members);
+        let slots = d.members(None);
         let next = slots_of(&members);
         let reads = std::cell::Cell::new(0);
         let counted = |slot, bound: Option<&Position>| {
             reads.set(reads.get() + 1);
             next(slot, bound)
         };
-        let (rows, more) = page(&slots, None, 10, &counted);
+        let (rows, more) = page(slots, None, 10, &counted);
         assert_eq!(rows.first().map(|r| r.last_active), Some(2999));
         assert_eq!((rows.len(), more), (10, true));
         assert!(
@@ -407,7 +465,7 @@ mod tests {
         );
         reads.set(0);
         let deep = at(1500, "u");
-        let (rows, more) = page(&slots, Some(&deep), 10, &counted);
+        let (rows, more) = page(slots, Some(&deep), 10, &counted);
         assert_eq!(rows.first().map(|r| r.last_active), Some(1499));
         assert_eq!((rows.len(), more), (10, true));
         // One more read: the slot of the cursor's own member, which shares the cursor's score.
@@ -434,13 +492,13 @@ mod tests {
                 .collect();
             let mut expected: Vec<Position> = members.iter().map(|(_, p)| p.clone()).collect();
             expected.sort_unstable_by(|a, b| b.cmp(a));
-            let held = scores(&members);
-            let slots = tops(&held);
+            let d = directory_of(&members);
+            let slots = d.members(None);
             let next = slots_of(&members);
             for limit in [1, 3, 7, 1000] {
                 let (mut all, mut after) = (Vec::new(), None::<Position>);
                 loop {
-                    let (rows, more) = page(&slots, after.as_ref(), limit, &next);
+                    let (rows, more) = page(slots, after.as_ref(), limit, &next);
                     assert!(rows.len() <= limit);
                     after = rows.last().cloned().or(after);
                     all.extend(rows);
@@ -456,15 +514,16 @@ mod tests {
     #[test]
     fn a_member_that_becomes_active_mid_listing_is_not_listed_twice() {
         let mut members = vec![(1, at(30, "a")), (1, at(20, "b")), (2, at(10, "c"))];
-        let (first, _) = page(&tops(&scores(&members)), None, 1, slots_of(&members));
-        assert_eq!(first, vec![at(30, "a")]);
-        members[0].1 = at(99, "a");
-        let (rest, more) = page(
-            &tops(&scores(&members)),
-            first.last(),
-            10,
+        let (first, _) = page(
+            directory_of(&members).members(None),
+            None,
+            1,
             slots_of(&members),
         );
+        assert_eq!(first, vec![at(30, "a")]);
+        members[0].1 = at(99, "a");
+        let d = directory_of(&members);
+        let (rest, more) = page(d.members(None), first.last(), 10, slots_of(&members));
         assert_eq!(rest, vec![at(20, "b"), at(10, "c")]);
         assert!(!more);
     }

@@ -63,12 +63,12 @@ fn listing_pages(data: &[u8]) {
         .into_iter()
         .filter(|(_, p)| seen.insert(p.user.clone()))
         .collect();
-    let mut scores: std::collections::BTreeMap<u16, Vec<i64>> = Default::default();
+    // The directory as the module's own writes build it, one member at a time.
+    let mut directory = listing::Directory::default();
     for (slot, p) in &members {
-        scores.entry(*slot).or_default().push(p.last_active);
+        directory.replace(None, *slot, None, Some(p.last_active));
     }
-    scores.values_mut().for_each(|s| s.sort_unstable());
-    let slots: Vec<(u16, &[i64])> = scores.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+    let slots = directory.members(None);
     let next = |slot: u16, bound: Option<&Position>| {
         members
             .iter()
@@ -81,7 +81,7 @@ fn listing_pages(data: &[u8]) {
     for limit in [1, 2, 5, 1000] {
         let (mut all, mut after) = (Vec::new(), None::<Position>);
         loop {
-            let (rows, more) = listing::page(&slots, after.as_ref(), limit, next);
+            let (rows, more) = listing::page(slots, after.as_ref(), limit, next);
             after = rows.last().cloned().or(after);
             all.extend(rows);
             if !more {

@@ -15,8 +15,8 @@ pub fn list(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let (positions, more) = {
         // Reading keys sends no notification, so nothing changes the directory meanwhile.
         let directory = listing::directory();
-        let slots = directory.slots(cmd.scope);
-        listing::page(&slots, cmd.after.as_ref(), cmd.limit, |slot, bound| {
+        let members = directory.members(cmd.scope);
+        listing::page(members, cmd.after.as_ref(), cmd.limit, |slot, bound| {
             store::listing_next(ctx, slot, cmd.scope, bound)
         })
     };
