@@ -267,19 +267,19 @@ pub fn page(
     // Slots whose newest member is at or past the cursor's score need a look at their scores now;
     // the others hold nothing but members after the cursor, their newest first: they wait in
     // order of it and join when the merge comes down to their newest member.
-    let split = after.map_or(Millis::MIN, |a| a.last_active);
-    let mut heads: BinaryHeap<Head> = members
-        .tops
-        .range((split, 0)..)
-        .filter(|_| after.is_some())
-        .filter_map(|&(_, slot)| unread(slot, after.cloned(), None))
-        .collect();
-    let mut waiting = members
-        .tops
-        .range(..(split, 0))
-        .rev()
-        .chain(members.tops.iter().rev().filter(|_| after.is_none()))
-        .peekable();
+    let (mut heads, waiting): (BinaryHeap<Head>, _) = match after {
+        None => (BinaryHeap::new(), members.tops.range(..)),
+        Some(a) => {
+            let split = (a.last_active, 0);
+            let heads = members
+                .tops
+                .range(split..)
+                .filter_map(|&(_, slot)| unread(slot, Some(a.clone()), None))
+                .collect();
+            (heads, members.tops.range(..split))
+        }
+    };
+    let mut waiting = waiting.rev().peekable();
     let mut rows = Vec::with_capacity(limit.min(1024));
     loop {
         while let Some(&&(top, slot)) = waiting.peek() {
