@@ -262,42 +262,61 @@ fn sweep_slot(
             }
         }
     }
-    // Listed users without activity for `away-after` go idle: check those not checked yet.
-    let away_after = config::away_after();
-    let mut idle_next = None;
-    if away_after > 0 {
-        let until = now.saturating_sub(away_after);
-        loop {
-            if limits.reached(spent) {
-                return (spent - start, removed, false);
-            }
-            let room = limits.budget.saturating_sub(spent);
-            let from = idle_checked()[usize::from(slot)].clone();
-            let batch = store::idle_candidates(ctx, slot, from.as_ref(), until, BATCH.min(room));
-            if batch.is_empty() {
-                break;
-            }
-            for user in batch {
-                let gone = settle_user(ctx, &user.user);
-                idle_checked()[usize::from(slot)] = Some(user);
-                spent += gone.max(1);
-                removed += gone;
-                if limits.reached(spent) {
-                    return (spent - start, removed, false);
-                }
-            }
-        }
-        let from = idle_checked()[usize::from(slot)].clone();
-        idle_next = store::idle_candidates(ctx, slot, from.as_ref(), Millis::MAX, 1)
-            .first()
-            .map(|next| next.last_active.saturating_add(away_after));
-    }
+    let idle_next = match check_idle(ctx, slot, now, limits, &mut spent, &mut removed) {
+        Some(next) => next,
+        None => return (spent - start, removed, false),
+    };
     let next = store::next_due(ctx, slot)
         .into_iter()
         .chain(idle_next)
         .min();
     NEXT_DUE[usize::from(slot)].store(next.unwrap_or(NOTHING), Ordering::Relaxed);
     (spent - start, removed, true)
+}
+
+/// Settles the slot's listed users whose last activity is `away-after` old or more and who were
+/// not checked since they were last active (they go idle, unless a manual status holds), adding
+/// to `spent` and `removed`. Returns `None` when the run's limits stopped it, else when the next
+/// listed user of the slot may go idle (`Some(None)`: none, or auto-away is off).
+fn check_idle(
+    ctx: &Context,
+    slot: u16,
+    now: Millis,
+    limits: &Limits,
+    spent: &mut usize,
+    removed: &mut usize,
+) -> Option<Option<Millis>> {
+    let away_after = config::away_after();
+    if away_after <= 0 {
+        return Some(None);
+    }
+    let until = now.saturating_sub(away_after);
+    loop {
+        if limits.reached(*spent) {
+            return None;
+        }
+        let room = limits.budget.saturating_sub(*spent);
+        let from = idle_checked()[usize::from(slot)].clone();
+        let batch = store::idle_candidates(ctx, slot, from.as_ref(), until, BATCH.min(room));
+        if batch.is_empty() {
+            break;
+        }
+        for user in batch {
+            let gone = settle_user(ctx, &user.user);
+            idle_checked()[usize::from(slot)] = Some(user);
+            *spent += gone.max(1);
+            *removed += gone;
+            if limits.reached(*spent) {
+                return None;
+            }
+        }
+    }
+    let from = idle_checked()[usize::from(slot)].clone();
+    Some(
+        store::idle_candidates(ctx, slot, from.as_ref(), Millis::MAX, 1)
+            .first()
+            .map(|next| next.last_active.saturating_add(away_after)),
+    )
 }
 
 /// Removes a user's devices that are past their deadline, as every write does first.
