@@ -48,7 +48,7 @@ fn init(ctx: &Context, args: &[redis_module::RedisString]) -> Status {
         return Status::Err;
     }
     sweep::start(ctx);
-    lifecycle::subscribe_to_shutdown(ctx)
+    lifecycle::subscribe_to_other_events(ctx)
 }
 
 /// The module is unloaded (`MODULE UNLOAD`, or a server that unloads its modules on shutdown):

@@ -80,9 +80,10 @@ fn on_flush(ctx: &Context, event: FlushSubevent) {
     }
 }
 
-/// Stops the sweep timer when the server shuts down, so a server that unloads its modules on
-/// the way out (Valkey does) can unload this one. The crate has no wrapper for this event.
-pub fn subscribe_to_shutdown(ctx: &Context) -> Status {
+/// Subscribes to the server events the crate has no wrapper for: shutdown (stop the sweep timer,
+/// so a server that unloads its modules on the way out, as Valkey does, can unload this one) and
+/// SWAPDB (database 0 changed all at once, without a notification per key).
+pub fn subscribe_to_other_events(ctx: &Context) -> Status {
     unsafe extern "C" fn on_shutdown(
         ctx: *mut raw::RedisModuleCtx,
         _event: raw::RedisModuleEvent,
@@ -91,19 +92,31 @@ pub fn subscribe_to_shutdown(ctx: &Context) -> Status {
     ) {
         sweep::stop(&Context::new(ctx));
     }
-    let event = raw::RedisModuleEvent {
-        id: raw::REDISMODULE_EVENT_SHUTDOWN,
-        dataver: 1,
+    unsafe extern "C" fn on_swapdb(
+        ctx: *mut raw::RedisModuleCtx,
+        _event: raw::RedisModuleEvent,
+        _subevent: u64,
+        _data: *mut std::ffi::c_void,
+    ) {
+        let ctx = Context::new(ctx);
+        resync(&ctx);
+        rebuild_directory(&ctx);
+    }
+    let subscribe = |id: u64, callback: raw::RedisModuleEventCallback| {
+        let event = raw::RedisModuleEvent { id, dataver: 1 };
+        // SAFETY: the function exists on every supported server (checked at load).
+        unsafe {
+            raw::RedisModule_SubscribeToServerEvent.unwrap_unchecked()(
+                ctx.get_raw(),
+                event,
+                callback,
+            )
+        }
     };
-    // SAFETY: the function exists on every supported server (checked at load).
-    let status = unsafe {
-        raw::RedisModule_SubscribeToServerEvent.unwrap_unchecked()(
-            ctx.get_raw(),
-            event,
-            Some(on_shutdown),
-        )
-    };
-    if status == raw::REDISMODULE_OK as i32 {
+    let ok = raw::REDISMODULE_OK as i32;
+    if subscribe(raw::REDISMODULE_EVENT_SHUTDOWN, Some(on_shutdown)) == ok
+        && subscribe(raw::REDISMODULE_EVENT_SWAPDB, Some(on_swapdb)) == ok
+    {
         Status::Ok
     } else {
         Status::Err

@@ -8,8 +8,8 @@
 //! directory is derived from the keys alone. It follows every change to a listing key through
 //! keyspace notifications (the module's own writes, the replication stream on a replica, keys
 //! restored or deleted by resharding, edits by hand) and is rebuilt from a scan of the keyspace
-//! after loading and after a flush. So `COUNT` is one lookup, and a `LIST` page, at any depth,
-//! finds in memory which slots hold its rows and opens about one key per row.
+//! after loading, after a flush and after SWAPDB. So `COUNT` is one lookup, and a `LIST` page, at
+//! any depth, finds in memory which slots hold its rows and opens about one key per row.
 
 use crate::model::Millis;
 use std::cmp::Ordering;

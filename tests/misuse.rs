@@ -139,6 +139,37 @@ fn flushall_during_a_sweep_backlog_leaves_nothing_behind() {
 }
 
 #[test]
+fn swapdb_makes_the_listings_and_the_sweep_follow_database_0() {
+    on_each_server(&["sweep-interval", "20"], |srv| {
+        if srv.is_external() {
+            return; // swaps the server's databases
+        }
+        let mut con = srv.con();
+        let count = |con: &mut redis::Connection| int(&run(con, &["PRESENCE.COUNT"]).unwrap());
+        run(&mut con, &["PRESENCE.ONLINE", "stays", "d"]).unwrap();
+        run(&mut con, &["PRESENCE.ONLINE", "leaves", "d", "TTL", "300"]).unwrap();
+        assert_eq!(count(&mut con), 2);
+        // Database 0 is now empty: nothing to list, nothing to sweep.
+        run(&mut con, &["SWAPDB", "0", "1"]).unwrap();
+        assert_eq!(count(&mut con), 0);
+        assert_eq!(
+            text(
+                &run(&mut con, &["PRESENCE.LIST"])
+                    .unwrap()
+                    .as_sequence()
+                    .unwrap()[0]
+            ),
+            "0"
+        );
+        // Back: both listed, and the short-lived device is swept where it now lives.
+        run(&mut con, &["SWAPDB", "0", "1"]).unwrap();
+        assert_eq!(count(&mut con), 2);
+        assert!(wait_until(Duration::from_secs(5), || count(&mut con) == 1));
+        assert_eq!(status(&mut con, "leaves").0, "offline");
+    });
+}
+
+#[test]
 fn transactions_and_scripts_run_the_commands_atomically() {
     on_each_server(&[], |srv| {
         let mut con = srv.con();
