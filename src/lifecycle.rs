@@ -1,5 +1,5 @@
 //! Reactions to server events: what the sweep, the gauges and the listing directory must redo when
-//! the data changed under them (loading, promotion, flush), and the keyspace notifications that
+//! the data changed under them (loading, promotion, flush, SWAPDB), and the keyspace notifications that
 //! keep the listing directory in step with the listing keys.
 
 use crate::{keys, listing, stats, store, sweep};
