@@ -1,6 +1,6 @@
 //! Reactions to server events: what the sweep, the gauges and the listing directory must redo when
-//! the data changed under them (loading, promotion, flush, SWAPDB), and the keyspace notifications that
-//! keep the listing directory in step with the listing keys.
+//! the data changed under them (loading, promotion, flush, SWAPDB), and the keyspace notifications
+//! that keep the listing directory in step with the listing keys.
 
 use crate::{keys, listing, stats, store, sweep};
 use redis_module::server_events::{FlushSubevent, LoadingSubevent, ServerRole};
