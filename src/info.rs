@@ -1,11 +1,11 @@
 //! The `INFO presence` section.
 
-use crate::stats;
+use crate::{listing, stats};
 use redis_module::{InfoContext, RedisResult};
 use redis_module_macros::info_command_handler;
 
 #[info_command_handler]
-fn presence_info(ctx: &InfoContext, _for_crash_report: bool) -> RedisResult<()> {
+fn presence_info(ctx: &InfoContext, for_crash_report: bool) -> RedisResult<()> {
     let fields: [(&str, &stats::Stat); 10] = [
         ("users_online", &stats::USERS_ONLINE),
         ("devices_online", &stats::DEVICES_ONLINE),
@@ -21,6 +21,14 @@ fn presence_info(ctx: &InfoContext, _for_crash_report: bool) -> RedisResult<()> 
     let mut section = ctx.builder().add_section("");
     for (name, stat) in fields {
         section = section.field(name, stat.get())?;
+    }
+    // Not in a crash report: the directory's lock might be held by the code that crashed.
+    if !for_crash_report {
+        let directory = listing::directory();
+        let listed = i64::try_from(directory.count(None)).unwrap_or(i64::MAX);
+        let scopes = directory.scopes() as i64;
+        drop(directory);
+        section = section.field("listed", listed)?.field("scopes", scopes)?;
     }
     section.build_section()?.build_info()?;
     Ok(())

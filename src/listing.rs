@@ -105,6 +105,11 @@ impl Directory {
         self.find(scope).map_or(0, |m| m.total)
     }
 
+    /// How many scopes have members.
+    pub fn scopes(&self) -> usize {
+        self.listings.keys().filter(|scope| scope.is_some()).count()
+    }
+
     /// The listing's members, if it has any.
     pub fn members(&self, scope: Option<&[u8]>) -> Option<&Members> {
         self.find(scope)

@@ -144,6 +144,16 @@ fn listings_follow_status_scopes_and_departures() {
             (1, 1)
         );
         assert_eq!(count(&mut con, None), everyone + 1);
+        // INFO shows the same count, and the scopes that have members.
+        let info: String = redis::cmd("INFO").arg("presence").query(&mut con).unwrap();
+        let field = |name: &str| -> i64 {
+            info.lines()
+                .find_map(|l| l.strip_prefix(&format!("presence_{name}:")))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(-1)
+        };
+        assert_eq!(field("listed"), everyone + 1);
+        assert!(field("scopes") >= 2);
 
         // A manual status shows in the rows; invisible users are neither listed nor counted.
         run(&mut con, &["PRESENCE.STATUS", &user, "dnd"]).unwrap();
