@@ -11,6 +11,9 @@
 //!   table that hashes to the user's slot (see [`slot_tag`]);
 //! - the per-slot index of connected devices by deadline: `presence:due:{<tag>}`, whose members
 //!   name a user and a device (see [`due_member`]).
+//! - the per-slot timers set `presence:timers:{<tag>}` and listings `presence:online:{<tag>}` and
+//!   `presence:scope:{<tag>}:<scope>` (see [`timers_key`], [`listing_key`]);
+//! - a user's settings: `presence:settings:` and `presence:contacts:` in the user's form above.
 //!
 //! The two user forms cannot collide: the first contains exactly one `{` and one `}`, the second at
 //! least three braces.
@@ -193,8 +196,8 @@ pub fn due_key(slot: u16) -> Vec<u8> {
     slot_key(DUE_PREFIX, slot)
 }
 
-/// The sorted set of the slot's users with a timer of their own (going idle, a manual status
-/// ending), scored by when it fires. Kept apart from the device index so both stay small enough
+/// The sorted set of the slot's users with a timer of their own (a manual status or a grace
+/// period ending), scored by when it fires. Kept apart from the device index so both stay small enough
 /// for the compact listpack encoding.
 pub fn timers_key(slot: u16) -> Vec<u8> {
     slot_key(TIMERS_PREFIX, slot)

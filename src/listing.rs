@@ -102,7 +102,7 @@ impl Directory {
     }
 
     pub fn count(&self, scope: Option<&[u8]>) -> u64 {
-        self.find(scope).map_or(0, |m| m.total)
+        self.members(scope).map_or(0, |m| m.total)
     }
 
     /// How many scopes have members.
@@ -112,17 +112,13 @@ impl Directory {
 
     /// The listing's members, if it has any.
     pub fn members(&self, scope: Option<&[u8]>) -> Option<&Members> {
-        self.find(scope)
+        // HashMap lookups need the owned key form; scopes are short.
+        self.listings.get(&scope.map(<[u8]>::to_vec))
     }
 
     /// Forgets everything, memory included.
     pub fn clear(&mut self) {
         self.listings = HashMap::new();
-    }
-
-    fn find(&self, scope: Option<&[u8]>) -> Option<&Members> {
-        // HashMap lookups need the owned key form; scopes are short.
-        self.listings.get(&scope.map(<[u8]>::to_vec))
     }
 }
 

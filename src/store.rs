@@ -234,19 +234,6 @@ impl Key {
         }
     }
 
-    /// Every member with a score up to `max` (all with `f64::INFINITY`), lowest score first, at most
-    /// `limit` of them.
-    fn zset_range(&self, max: f64, limit: usize) -> Vec<(Vec<u8>, f64)> {
-        let mut out = Vec::new();
-        if limit > 0 {
-            self.zset_walk(f64::NEG_INFINITY, max, false, |member, score| {
-                out.push((member.to_vec(), score));
-                out.len() < limit
-            });
-        }
-        out
-    }
-
     /// Every score of a sorted-set key, lowest first (none for anything else).
     fn zset_scores(&self) -> Vec<Millis> {
         let mut scores = Vec::new();
@@ -651,8 +638,8 @@ impl UserWrite {
     }
 
     /// Keeps the user's own timer in the slot's timers set. It is compared with what is stored,
-    /// not with the record before: its score depends on a setting (away-after) that may have
-    /// changed since it was written.
+    /// not with the record before: its score may depend on a setting (`grace`) that changed
+    /// since it was written.
     fn write_timer(&self, ctx: &Context) {
         let Some((name, timers)) = &self.keys.timers else {
             return;
@@ -725,7 +712,7 @@ pub enum DueEntry {
 pub fn due_entries(ctx: &Context, slot: u16, until: Millis, limit: usize) -> Vec<DueEntry> {
     let due = Key::open(ctx, &string(&keys::due_key(slot)), false);
     let mut out: Vec<DueEntry> = due
-        .zset_range(until as f64, limit)
+        .zset_after(None, until as f64, limit)
         .into_iter()
         .map(|(member, _)| DueEntry::Device(member))
         .collect();
@@ -733,7 +720,7 @@ pub fn due_entries(ctx: &Context, slot: u16, until: Millis, limit: usize) -> Vec
         let timers = Key::open(ctx, &string(&keys::timers_key(slot)), false);
         out.extend(
             timers
-                .zset_range(until as f64, limit - out.len())
+                .zset_after(None, until as f64, limit - out.len())
                 .into_iter()
                 .map(|(user, _)| DueEntry::Timer(user)),
         );
@@ -747,7 +734,7 @@ pub fn next_due(ctx: &Context, slot: u16) -> Option<Millis> {
         .iter()
         .filter_map(|name| {
             let key = Key::open(ctx, &string(name), false);
-            key.zset_range(f64::INFINITY, 1)
+            key.zset_after(None, f64::INFINITY, 1)
                 .first()
                 .map(|(_, score)| *score as Millis)
         })
@@ -833,7 +820,7 @@ pub fn census(ctx: &Context) -> (i64, i64) {
     let (mut users, mut devices) = (0i64, 0i64);
     for slot in 0..keys::SLOTS as u16 {
         let key = Key::open(ctx, &string(&keys::due_key(slot)), false);
-        let entries = key.zset_range(f64::INFINITY, usize::MAX);
+        let entries = key.zset_after(None, f64::INFINITY, usize::MAX);
         let mut seen: Vec<&[u8]> = entries
             .iter()
             .filter_map(|(member, _)| keys::parse_due_member(member).map(|(user, _)| user))
