@@ -15,6 +15,13 @@ fn resync(ctx: &Context) {
     stats::DEVICES_ONLINE.set(devices);
 }
 
+/// The keyspace was replaced (loaded, flushed, swapped) without a notification per key: redo
+/// everything the module derives from it.
+fn reread_all(ctx: &Context) {
+    resync(ctx);
+    rebuild_directory(ctx);
+}
+
 /// Rebuilds the listing directory from the listing keys in the keyspace.
 fn rebuild_directory(ctx: &Context) {
     let names = store::listing_keys(ctx);
@@ -59,8 +66,7 @@ pub fn on_keyspace_event(ctx: &Context, _kind: NotifyEvent, event: &str, key: &[
 #[loading_event_handler]
 fn on_loading(ctx: &Context, event: LoadingSubevent) {
     if event == LoadingSubevent::Ended {
-        resync(ctx);
-        rebuild_directory(ctx);
+        reread_all(ctx);
     }
 }
 
@@ -75,8 +81,7 @@ fn on_role_changed(ctx: &Context, role: ServerRole) {
 #[flush_event_handler]
 fn on_flush(ctx: &Context, event: FlushSubevent) {
     if event == FlushSubevent::Ended {
-        resync(ctx);
-        rebuild_directory(ctx);
+        reread_all(ctx);
     }
 }
 
@@ -98,9 +103,7 @@ pub fn subscribe_to_other_events(ctx: &Context) -> Status {
         _subevent: u64,
         _data: *mut std::ffi::c_void,
     ) {
-        let ctx = Context::new(ctx);
-        resync(&ctx);
-        rebuild_directory(&ctx);
+        reread_all(&Context::new(ctx));
     }
     let subscribe = |id: u64, callback: raw::RedisModuleEventCallback| {
         let event = raw::RedisModuleEvent { id, dataver: 1 };
