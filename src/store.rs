@@ -871,10 +871,8 @@ pub fn check_server_api() -> Result<(), String> {
                 present!(RedisModule_ZsetLastInScoreRange),
             ),
             ("ZsetRangePrev", present!(RedisModule_ZsetRangePrev)),
-            ("ValueLength", present!(RedisModule_ValueLength)),
             ("FreeString", present!(RedisModule_FreeString)),
             ("Scan", present!(RedisModule_Scan)),
-            ("ScanCursorRestart", present!(RedisModule_ScanCursorRestart)),
             (
                 "SubscribeToKeyspaceEvents",
                 present!(RedisModule_SubscribeToKeyspaceEvents),
