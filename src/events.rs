@@ -117,7 +117,7 @@ fn append(ctx: &Context, stream: &str, user: &[u8], e: &Event) {
         .build();
     let reply: CallResult = ctx.call_ext("XADD", &options, &args[..]);
     if let Err(e) = reply {
-        ctx.log_warning(&format!(
+        crate::guard::log_warning(&format!(
             "presence: events-stream XADD failed: {}",
             e.to_utf8_string().unwrap_or_default()
         ));

@@ -1,12 +1,16 @@
 //! The `INFO presence` section.
 
-use crate::{listing, stats};
+use crate::{guard, listing, stats};
 use redis_module::{InfoContext, RedisResult};
 use redis_module_macros::info_command_handler;
 
 #[info_command_handler]
 fn presence_info(ctx: &InfoContext, for_crash_report: bool) -> RedisResult<()> {
-    let fields: [(&str, &stats::Stat); 10] = [
+    guard::callback("INFO", || section(ctx, for_crash_report)).unwrap_or(Ok(()))
+}
+
+fn section(ctx: &InfoContext, for_crash_report: bool) -> RedisResult<()> {
+    let fields: [(&str, &stats::Stat); 11] = [
         ("users_online", &stats::USERS_ONLINE),
         ("devices_online", &stats::DEVICES_ONLINE),
         ("heartbeats", &stats::HEARTBEATS),
@@ -17,6 +21,7 @@ fn presence_info(ctx: &InfoContext, for_crash_report: bool) -> RedisResult<()> {
         ("sweep_runs", &stats::SWEEP_RUNS),
         ("sweep_last_us", &stats::SWEEP_LAST_US),
         ("sweep_lag_ms", &stats::SWEEP_LAG_MS),
+        ("panics", &stats::PANICS),
     ];
     let mut section = ctx.builder().add_section("");
     for (name, stat) in fields {

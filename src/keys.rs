@@ -182,13 +182,19 @@ pub fn due_member(user: &[u8], device: &[u8]) -> Vec<u8> {
 
 /// The user and device a due-index member names, if it is well formed.
 pub fn parse_due_member(member: &[u8]) -> Option<(&[u8], &[u8])> {
+    // Members come from a key anyone may write to: no length is trusted.
     let colon = member.iter().position(|&b| b == b':')?;
-    let len: usize = std::str::from_utf8(&member[..colon]).ok()?.parse().ok()?;
-    let rest = &member[colon + 1..];
-    if rest.len() < len + 2 || rest[len] != b':' {
+    let (digits, rest) = (member.get(..colon)?, member.get(colon + 1..)?);
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some((&rest[..len], &rest[len + 1..]))
+    let len: usize = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    let (user, rest) = (rest.get(..len)?, rest.get(len..)?);
+    let device = rest.strip_prefix(b":")?;
+    if device.is_empty() {
+        return None;
+    }
+    Some((user, device))
 }
 
 /// The sorted set of the slot's connected devices, scored by their deadline.
@@ -380,6 +386,11 @@ mod tests {
             b"-1::",
             b"5:alice:",
             b"5:alice",
+            b"18446744073709551615:x",
+            b"18446744073709551616:x",
+            b"99999999999999999999999:x",
+            b"+5:alice:p",
+            b"0::",
         ] {
             assert_eq!(parse_due_member(bad), None, "{bad:?}");
         }

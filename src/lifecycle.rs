@@ -2,7 +2,7 @@
 //! the data changed under them (loading, promotion, flush, SWAPDB), and the keyspace notifications
 //! that keep the listing directory in step with the listing keys.
 
-use crate::{keys, listing, stats, store, sweep};
+use crate::{guard, keys, listing, stats, store, sweep};
 use redis_module::server_events::{FlushSubevent, LoadingSubevent, ServerRole};
 use redis_module::{raw, Context, NotifyEvent, Status};
 use redis_module_macros::{flush_event_handler, loading_event_handler, role_changed_event_handler};
@@ -38,6 +38,12 @@ fn rebuild_directory(ctx: &Context) {
 /// scores for the directory), or a key the sweep reads was restored (resharding moved it here: the
 /// sweep must look at its slot).
 pub fn on_keyspace_event(ctx: &Context, _kind: NotifyEvent, event: &str, key: &[u8]) {
+    guard::callback("a keyspace notification", || {
+        keyspace_event(ctx, event, key)
+    });
+}
+
+fn keyspace_event(ctx: &Context, event: &str, key: &[u8]) {
     let listing = keys::parse_listing_key(key);
     // Resharding restores a slot's keys here: its due index and timers set, and its listing of
     // everyone, whose users the sweep checks for idleness.
@@ -66,7 +72,7 @@ pub fn on_keyspace_event(ctx: &Context, _kind: NotifyEvent, event: &str, key: &[
 #[loading_event_handler]
 fn on_loading(ctx: &Context, event: LoadingSubevent) {
     if event == LoadingSubevent::Ended {
-        reread_all(ctx);
+        guard::callback("the end of loading", || reread_all(ctx));
     }
 }
 
@@ -74,14 +80,14 @@ fn on_loading(ctx: &Context, event: LoadingSubevent) {
 fn on_role_changed(ctx: &Context, role: ServerRole) {
     // A promoted replica holds keys it never wrote: find their deadlines before sweeping.
     if role == ServerRole::Primary {
-        resync(ctx);
+        guard::callback("a promotion", || resync(ctx));
     }
 }
 
 #[flush_event_handler]
 fn on_flush(ctx: &Context, event: FlushSubevent) {
     if event == FlushSubevent::Ended {
-        reread_all(ctx);
+        guard::callback("a flush", || reread_all(ctx));
     }
 }
 
@@ -95,7 +101,7 @@ pub fn subscribe_to_other_events(ctx: &Context) -> Status {
         _subevent: u64,
         _data: *mut std::ffi::c_void,
     ) {
-        sweep::stop(&Context::new(ctx));
+        guard::callback("shutdown", || sweep::stop(&Context::new(ctx)));
     }
     unsafe extern "C" fn on_swapdb(
         ctx: *mut raw::RedisModuleCtx,
@@ -103,7 +109,7 @@ pub fn subscribe_to_other_events(ctx: &Context) -> Status {
         _subevent: u64,
         _data: *mut std::ffi::c_void,
     ) {
-        reread_all(&Context::new(ctx));
+        guard::callback("SWAPDB", || reread_all(&Context::new(ctx)));
     }
     let subscribe = |id: u64, callback: raw::RedisModuleEventCallback| {
         let event = raw::RedisModuleEvent { id, dataver: 1 };

@@ -35,3 +35,5 @@ pub static EVENTS_PUBLISHED: Stat = Stat::new();
 pub static SWEEP_RUNS: Stat = Stat::new();
 pub static SWEEP_LAST_US: Stat = Stat::new();
 pub static SWEEP_LAG_MS: Stat = Stat::new();
+/// Panics caught before they reached the server (each one is in the log).
+pub static PANICS: Stat = Stat::new();

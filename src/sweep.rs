@@ -111,11 +111,12 @@ fn arm_in(ctx: &Context, period: Duration) {
 
 fn tick(ctx: &Context, _: ()) {
     TIMER_ARMED.store(false, Ordering::Relaxed);
-    if may_write(ctx) {
-        let outcome = run(ctx, config::sweep_budget(), Some(RUN_TIME_CAP));
-        if outcome.backlog {
-            return arm_in(ctx, BACKLOG_PAUSE);
-        }
+    // The timer is armed again whatever the run did: a run that panicked is logged and retried.
+    let backlog = crate::guard::callback("the sweep", || {
+        may_write(ctx) && run(ctx, config::sweep_budget(), Some(RUN_TIME_CAP)).backlog
+    });
+    if backlog == Some(true) {
+        return arm_in(ctx, BACKLOG_PAUSE);
     }
     arm(ctx);
 }
