@@ -58,3 +58,246 @@ fn a_due_member_with_an_overflowing_length_is_dropped_not_fatal() {
         assert_eq!(info_field(&mut con, "panics"), 0);
     });
 }
+
+/// splitmix64, seeded, so a failing run can be replayed (`PRESENCE_FUZZ_SEED`).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+const USERS: [&str; 6] = ["u0", "u1", "u2", "u3", "{t}u4", "u5"];
+
+/// A value that the module might read as a number, a list or an id, and often cannot.
+fn garbage(rng: &mut Rng) -> Vec<u8> {
+    let now = epoch_ms();
+    match rng.below(16) {
+        0 => Vec::new(),
+        1 => b"-1".to_vec(),
+        2 => b"999999999999999999999".to_vec(),
+        3 => i64::MAX.to_string().into_bytes(),
+        4 => i64::MIN.to_string().into_bytes(),
+        5 => format!("{now}:{}", rng.below(100_000)).into_bytes(),
+        6 => format!("{}:-5", now).into_bytes(),
+        7 => format!("{}:{}", i64::MAX, i64::MAX).into_bytes(),
+        8 => format!("{now}:timeout:d{}", rng.below(3)).into_bytes(),
+        9 => format!("{}:disconnect:", i64::MIN).into_bytes(),
+        10 => [&b"18446744073709551615:"[..], b"x"].concat(),
+        11 => vec![0xff, 0, b':', 0xfe],
+        12 => b"away".to_vec(),
+        13 => b"invisible".to_vec(),
+        14 => (now + rng.below(10_000) as i64).to_string().into_bytes(),
+        _ => (0..rng.below(40)).map(|_| rng.next() as u8).collect(),
+    }
+}
+
+fn score(rng: &mut Rng) -> String {
+    let now = epoch_ms();
+    match rng.below(10) {
+        0 => "-inf".into(),
+        1 => "+inf".into(),
+        2 => "1e300".into(),
+        3 => "-1e300".into(),
+        4 => "0".into(),
+        5 => i64::MAX.to_string(),
+        6 => "9.5e18".into(),
+        7 => (now - rng.below(100_000) as i64).to_string(),
+        _ => (now + rng.below(100_000) as i64).to_string(),
+    }
+}
+
+/// One plain command that writes garbage into a key of the module.
+fn vandalism(rng: &mut Rng, con: &mut redis::Connection) -> Vec<Vec<u8>> {
+    let user = rng.pick(&USERS);
+    // Users without braces: their keys are `presence:<prefix>{<user>}`.
+    let key = |prefix: &str| {
+        format!("presence:{prefix}{{{}}}", user.replace(['{', '}'], "")).into_bytes()
+    };
+    let slot_keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+        .arg("presence:*:{*}*")
+        .query(con)
+        .unwrap_or_default();
+    let slot_key = if slot_keys.is_empty() {
+        b"presence:due:{0}".to_vec()
+    } else {
+        slot_keys[rng.below(slot_keys.len() as u64) as usize].clone()
+    };
+    let field = rng.pick(&[
+        "since",
+        "last_seen",
+        "seq",
+        "status",
+        "manual",
+        "message",
+        "manual_until",
+        "last_active",
+        "leaving",
+        "dev:d0",
+        "dev:d1",
+        "meta:d0",
+        "ctx:d0",
+        "scope:s",
+        "scope:",
+        "dev:",
+    ]);
+    let member = match rng.below(4) {
+        0 => format!("{}:{user}:d0", user.len()).into_bytes(),
+        1 => user.as_bytes().to_vec(),
+        _ => garbage(rng),
+    };
+    let b = |s: &str| s.as_bytes().to_vec();
+    match rng.below(10) {
+        0..=3 => vec![b("HSET"), key(""), b(field), garbage(rng)],
+        4 | 5 => vec![b("ZADD"), slot_key, b(&score(rng)), member],
+        6 => vec![
+            b("HSET"),
+            key("settings:"),
+            b(rng.pick(&["online", "lastseen"])),
+            garbage(rng),
+        ],
+        7 => vec![
+            b("SET"),
+            if rng.below(2) == 0 { key("") } else { slot_key },
+            garbage(rng),
+        ],
+        8 => vec![b("PEXPIRE"), key(""), b(&rng.below(50).to_string())],
+        _ => vec![b("DEL"), if rng.below(2) == 0 { key("") } else { slot_key }],
+    }
+}
+
+/// A PRESENCE command on one of the users.
+fn presence_call(rng: &mut Rng) -> Vec<Vec<u8>> {
+    let user = rng.pick(&USERS).as_bytes().to_vec();
+    let device = format!("d{}", rng.below(2)).into_bytes();
+    let b = |s: &str| s.as_bytes().to_vec();
+    match rng.below(14) {
+        0 | 1 => vec![
+            b("PRESENCE.ONLINE"),
+            user,
+            device,
+            b("TTL"),
+            b("200"),
+            b("SCOPE"),
+            b("s"),
+        ],
+        2 | 3 => vec![b("PRESENCE.HEARTBEAT"), user, device],
+        4 => vec![b("PRESENCE.OFFLINE"), user, device],
+        5 => vec![b("PRESENCE.GET"), user, b("VIEWER"), b("u1")],
+        6 => vec![b("PRESENCE.BULK"), user],
+        7 => vec![b("PRESENCE.DEVICES"), user],
+        8 => vec![
+            b("PRESENCE.STATUS"),
+            user,
+            b(rng.pick(&["busy", "auto", "invisible"])),
+            b("FOR"),
+            b("50"),
+        ],
+        9 => vec![b("PRESENCE.ACTIVITY"), user],
+        10 => vec![b("PRESENCE.LIST"), b("LIMIT"), b("5")],
+        11 => vec![b("PRESENCE.COUNT"), b("SCOPE"), b("s")],
+        12 => vec![b("PRESENCE.SWEEP")],
+        _ => vec![b("PRESENCE.CONTEXT"), user, device, b("c1")],
+    }
+}
+
+fn send(con: &mut redis::Connection, args: &[Vec<u8>]) -> Result<redis::Value, String> {
+    let mut cmd = redis::cmd(std::str::from_utf8(&args[0]).unwrap_or("PING"));
+    for a in &args[1..] {
+        cmd.arg(a.as_slice());
+    }
+    cmd.query(con).map_err(|e| error_text(&e))
+}
+
+#[test]
+fn garbage_in_the_module_keys_never_takes_the_server_down() {
+    let seed: u64 = std::env::var("PRESENCE_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| epoch_ms() as u64);
+    let rounds: usize = std::env::var("PRESENCE_KEYSPACE_FUZZ_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    eprintln!("keyspace fuzz seed {seed} (PRESENCE_FUZZ_SEED={seed} replays it)");
+    on_each_server(
+        &["sweep-interval", "10", "grace", "30", "away-after", "40"],
+        |srv| {
+            if srv.is_external() {
+                eprintln!(
+                    "skipped on REDIS_URL: writes garbage into the module's keys and reloads"
+                );
+                return;
+            }
+            let mut con = srv.con();
+            // A replica's full sync starts at once, not after the diskless delay.
+            run(
+                &mut con,
+                &["CONFIG", "SET", "repl-diskless-sync-delay", "0"],
+            )
+            .unwrap();
+            let replica = Server::start_replica_of(srv);
+            let mut rng = Rng(seed);
+            let mut history: Vec<Vec<Vec<u8>>> = Vec::new();
+            for round in 0..rounds {
+                for _ in 0..500 {
+                    let args = if rng.below(3) == 0 {
+                        vandalism(&mut rng, &mut con)
+                    } else {
+                        presence_call(&mut rng)
+                    };
+                    let reply = send(&mut con, &args);
+                    history.push(args.clone());
+                    if let Err(e) = &reply {
+                        assert!(
+                            !e.contains("internal error") && !e.contains("connection"),
+                            "{:?} -> {e} (seed {seed})",
+                            String::from_utf8_lossy(&args.concat())
+                        );
+                    }
+                    assert!(
+                        alive(&mut con),
+                        "server down after {history:?} (seed {seed})"
+                    );
+                }
+                // Let the sweep meet what was written, then reload and resync the replica.
+                std::thread::sleep(Duration::from_millis(60));
+                if round % 2 == 0 {
+                    run(&mut con, &["DEBUG", "RELOAD"]).unwrap();
+                } else {
+                    let mut rcon = replica.con();
+                    run(&mut rcon, &["REPLICAOF", "NO", "ONE"]).unwrap();
+                    let port = srv.port.to_string();
+                    run(&mut rcon, &["REPLICAOF", "127.0.0.1", &port]).unwrap();
+                    assert!(wait_until(Duration::from_secs(10), || {
+                        redis::cmd("INFO")
+                            .arg("replication")
+                            .query::<String>(&mut rcon)
+                            .is_ok_and(|i| i.contains("master_link_status:up"))
+                    }));
+                }
+                assert!(alive(&mut con), "seed {seed}");
+                assert!(alive(&mut replica.con()), "replica down (seed {seed})");
+            }
+            assert_eq!(
+                info_field(&mut con, "panics"),
+                0,
+                "seed {seed}: see the log"
+            );
+            assert_eq!(info_field(&mut replica.con(), "panics"), 0, "seed {seed}");
+        },
+    );
+}
