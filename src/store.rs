@@ -6,7 +6,7 @@ use crate::codec::{self, Changes};
 use crate::listing::{self, Position};
 use crate::model::{Audience, Millis, Privacy, Record};
 use crate::{config, events, keys, stats, sweep};
-use redis_module::{raw, Context, NotifyEvent, RedisError, RedisString};
+use redis_module::{raw, Context, ContextFlags, NotifyEvent, RedisError, RedisString};
 use std::ffi::c_void;
 use std::os::raw::c_int;
 use std::ptr;
@@ -15,6 +15,18 @@ use std::ptr;
 pub fn now() -> Millis {
     // SAFETY: the function pointer is set by the server before any command runs.
     unsafe { raw::RedisModule_Milliseconds.map_or(0, |f| f()) }
+}
+
+/// Presence changes only on a master, whose sweep keeps it: a writable replica
+/// (`replica-read-only no`) would take writes that no sweep ever expires, and publish events that
+/// no consumer expects from it.
+fn refuse_on_replica(ctx: &Context) -> Result<(), RedisError> {
+    if ctx.get_flags().contains(ContextFlags::SLAVE) {
+        return Err(RedisError::Str(
+            "READONLY presence is written on the master only (this server is a replica)",
+        ));
+    }
+    Ok(())
 }
 
 /// A number as decimal text, as replicated in commands.
@@ -423,6 +435,7 @@ pub fn settings_write(
     command: &str,
     args: &[&[u8]],
 ) -> Result<redis_module::RedisValue, RedisError> {
+    refuse_on_replica(ctx)?;
     let options = redis_module::CallOptionsBuilder::new().replicate().build();
     let reply: redis_module::CallResult = ctx.call_ext(command, &options, args);
     reply.map_or_else(|e| Err(e.into()), |v| Ok((&v).into()))
@@ -443,6 +456,7 @@ pub fn heartbeat_connected(
     device: &[u8],
     new_ttl: Option<Millis>,
 ) -> Result<bool, RedisError> {
+    refuse_on_replica(ctx)?;
     let keys = UserKeys::open(ctx, user, false, true)?;
     let now = now();
     let Some((_, ttl)) = keys
@@ -487,6 +501,7 @@ impl UserWrite {
     /// and settles the record at the server's current time. Transitions announce device-level
     /// events as the `device-events` setting says.
     pub fn open(ctx: &Context, user: &[u8]) -> Result<UserWrite, RedisError> {
+        refuse_on_replica(ctx)?;
         let keys = UserKeys::open(ctx, user, true, true)?;
         let before = keys.record(user, true);
         let stored_timer = keys.timers.as_ref().and_then(|(_, timers)| {

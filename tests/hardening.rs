@@ -301,3 +301,38 @@ fn garbage_in_the_module_keys_never_takes_the_server_down() {
         },
     );
 }
+
+#[test]
+fn a_writable_replica_refuses_presence_writes() {
+    on_each_server(&[], |master| {
+        if master.is_external() {
+            eprintln!("skipped on REDIS_URL: needs a replica of its own");
+            return;
+        }
+        let replica = Server::start_replica_with(master, &["--replica-read-only", "no"]);
+        let mut con = replica.con();
+        let events = Subscriber::new(&replica, "SUBSCRIBE", &[b"presence:events"]);
+        for args in [
+            &["PRESENCE.ONLINE", "w", "d"][..],
+            &["PRESENCE.HEARTBEAT", "w", "d"],
+            &["PRESENCE.OFFLINE", "w", "d"],
+            &["PRESENCE.STATUS", "w", "busy"],
+            &["PRESENCE.ACTIVITY", "w"],
+            &["PRESENCE.CONTEXT", "w", "d", "c"],
+            &["PRESENCE.PRIVACY", "w", "ONLINE", "nobody"],
+            &["PRESENCE.CONTACTS", "w", "ADD", "v"],
+        ] {
+            let e = run(&mut con, args).expect_err("a write on a replica");
+            assert!(e.starts_with("READONLY"), "{args:?}: {e}");
+        }
+        let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+            .arg("presence:*")
+            .query(&mut con)
+            .unwrap();
+        assert!(keys.is_empty(), "{keys:?}");
+        // Reads work as usual.
+        let g = map(&run(&mut con, &["PRESENCE.GET", "w"]).unwrap());
+        assert_eq!(text(&g["status"]), "offline");
+        events.assert_quiet(Duration::from_millis(200));
+    });
+}

@@ -230,8 +230,22 @@ impl Server {
 
     /// Starts a replica of `master` and waits until its replication link is up.
     pub fn start_replica_of(master: &Server) -> Server {
+        Server::start_replica_with(master, &[])
+    }
+
+    /// Starts a replica of `master` with extra server `config` and waits until its replication
+    /// link is up. The master's full syncs start at once (no diskless delay).
+    pub fn start_replica_with(master: &Server, config: &[&str]) -> Server {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("repl-diskless-sync-delay")
+            .arg("0")
+            .query(&mut master.con())
+            .expect("CONFIG SET repl-diskless-sync-delay");
         let port = master.port.to_string();
-        let replica = Server::start(master.kind, &[], &["--replicaof", "127.0.0.1", &port]);
+        let mut all = vec!["--replicaof", "127.0.0.1", &port];
+        all.extend_from_slice(config);
+        let replica = Server::start(master.kind, &[], &all);
         let mut con = replica.con();
         let linked = wait_until(Duration::from_secs(10), || {
             redis::cmd("INFO")
