@@ -249,8 +249,27 @@ pub struct Event {
     /// When it happened: the command's time, or for a change that came with time the moment it
     /// came (a device's deadline, the end of a manual status, the start of idleness).
     pub ts: Millis,
-    /// Per user: 1 for the first event, one more for each one after.
+    /// Per user, strictly increasing: see [`next_seq`].
     pub seq: u64,
+}
+
+/// The largest `seq` taken from a record: above it (2^53, where JSON numbers stop being exact
+/// in JavaScript) a stored value is not one the module wrote, and the user starts afresh.
+pub const MAX_SEQ: u64 = (1 << 53) - 1;
+
+/// The `seq` of a user's next event at `at`, after `prev` (0: no event is on record). A user's
+/// first event takes the event time in microseconds (ms × 1000), then each one is one more: so a
+/// user whose record was lost (evicted, deleted, expired) starts again above every number a
+/// consumer may remember, unless more than 1000 events per millisecond were announced for them.
+pub fn next_seq(prev: u64, at: Millis) -> u64 {
+    if prev == 0 || prev >= MAX_SEQ {
+        u64::try_from(at)
+            .unwrap_or(0)
+            .saturating_mul(1000)
+            .clamp(1, MAX_SEQ)
+    } else {
+        prev + 1
+    }
 }
 
 /// Refusals of a write, reported to the client.
@@ -643,7 +662,7 @@ impl Record {
         {
             return;
         }
-        self.seq += 1;
+        self.seq = next_seq(self.seq, at);
         let last_seen = if status.public() == Status::Offline {
             self.last_seen
         } else {
@@ -783,7 +802,7 @@ mod tests {
     }
 
     #[test]
-    fn status_changes_are_announced_with_growing_seq() {
+    fn status_changes_are_announced_with_growing_seq_from_the_first_events_time() {
         let mut r = Record::default();
         online(&mut r, b"a", 100);
         online(&mut r, b"b", 200);
@@ -795,16 +814,30 @@ mod tests {
         assert_eq!(
             summary(&r),
             vec![
-                ("online", "offline", "connect", "a".into(), 1, 1),
-                ("offline", "online", "disconnect", "b".into(), 0, 2),
-                ("online", "offline", "connect", "c".into(), 1, 3),
-                ("offline", "online", "timeout", "c".into(), 0, 4),
+                ("online", "offline", "connect", "a".into(), 1, 100_000),
+                ("offline", "online", "disconnect", "b".into(), 0, 100_001),
+                ("online", "offline", "connect", "c".into(), 1, 100_002),
+                ("offline", "online", "timeout", "c".into(), 0, 100_003),
             ]
         );
         let timeout = &r.events[3];
         assert_eq!((timeout.ts, timeout.last_seen), (1600, Some(600)));
         assert_eq!(r.events[1].last_seen, Some(500));
         assert_eq!(r.events[0].last_seen, Some(100));
+    }
+
+    #[test]
+    fn seq_starts_from_the_time_and_restarts_only_from_nothing_or_garbage() {
+        assert_eq!(next_seq(0, 1_700_000_000_123), 1_700_000_000_123_000);
+        assert_eq!(next_seq(41, 1_700_000_000_123), 42);
+        assert_eq!(next_seq(0, 0), 1);
+        assert_eq!(next_seq(0, -5), 1);
+        assert_eq!(next_seq(0, Millis::MAX), MAX_SEQ);
+        assert_eq!(next_seq(MAX_SEQ, 7), 7000);
+        // A record lost after many events still restarts above them.
+        let lost_at = 1_700_000_000_123;
+        let remembered = next_seq(0, lost_at - 1) + 999;
+        assert!(next_seq(0, lost_at) > remembered);
     }
 
     #[test]
@@ -821,10 +854,10 @@ mod tests {
         assert_eq!(
             summary(&r),
             vec![
-                ("online", "offline", "connect", "a".into(), 1, 1),
-                ("online", "online", "connect", "b".into(), 2, 2),
-                ("online", "online", "timeout", "a".into(), 1, 3),
-                ("offline", "online", "disconnect", "b".into(), 0, 4),
+                ("online", "offline", "connect", "a".into(), 1, 100_000),
+                ("online", "online", "connect", "b".into(), 2, 100_001),
+                ("online", "online", "timeout", "a".into(), 1, 100_002),
+                ("offline", "online", "disconnect", "b".into(), 0, 100_003),
             ]
         );
     }
@@ -842,8 +875,8 @@ mod tests {
         assert_eq!(
             summary(&r),
             vec![
-                ("online", "online", "timeout", "early".into(), 1, 3),
-                ("offline", "online", "timeout", "late".into(), 0, 4),
+                ("online", "online", "timeout", "early".into(), 1, 100_002),
+                ("offline", "online", "timeout", "late".into(), 0, 100_003),
             ]
         );
         assert_eq!((r.events[0].ts, r.events[1].ts), (1100, 3100));
@@ -857,7 +890,7 @@ mod tests {
         assert!(r.connect(b"b", TTL, None, 100, 1).is_err());
         assert_eq!(r.disconnect(b"x", 200), None);
         assert!(r.events.is_empty());
-        assert_eq!(r.seq, 1);
+        assert_eq!(r.seq, 100_000);
     }
 
     #[test]

@@ -499,10 +499,11 @@ fn the_key_layout_is_plain_redis_data() {
         let names: Vec<&[u8]> = fields.iter().map(|(f, _)| f.as_slice()).collect();
         // `status` online (with a device) and `last_active` equal to `since` are implied.
         assert_eq!(names, [&b"dev:phone"[..], b"meta:phone", b"seq", b"since"]);
-        assert_eq!(fields[2].1, b"1", "one event announced so far");
         // dev:<device> is <connected_at>:<ttl>; the deadline lives in the slot's due index.
         let dev = String::from_utf8(fields[0].1.clone()).unwrap();
         let parts: Vec<i64> = dev.split(':').map(|p| p.parse().unwrap()).collect();
+        // One event announced so far, the user's first: numbered after its time in µs.
+        assert_eq!(fields[2].1, (parts[0] * 1000).to_string().as_bytes());
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[1], 5000);
         // No TTL while a device is connected.

@@ -192,7 +192,7 @@ fn invisible_users_look_offline_to_everyone_else() {
         // The next event is coming back: nothing was published for the devices meanwhile.
         let back = global.take(1, WAIT);
         assert_eq!(summary(&back[0]), s("online", "offline", "manual"));
-        assert_eq!(back[0].int("seq"), 3);
+        assert_eq!(back[0].int("seq"), got[1].int("seq") + 1);
     });
 }
 
@@ -330,7 +330,7 @@ fn a_user_back_within_grace_never_flickers() {
         assert_eq!(got[1].int("ts"), left + 300);
         assert_eq!(
             got[1].int("seq"),
-            2,
+            got[0].int("seq") + 1,
             "nothing was published for the refresh"
         );
     });

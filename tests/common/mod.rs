@@ -464,6 +464,18 @@ pub fn snapshot(con: &mut Connection) -> Snapshot {
     out
 }
 
+/// The `seq` of each user's latest event, as stored in their record (ids without braces).
+pub fn stored_seqs(con: &mut Connection, users: &[&str]) -> Vec<i64> {
+    let mut pipe = redis::pipe();
+    for user in users {
+        pipe.cmd("HGET")
+            .arg(format!("presence:{{{user}}}"))
+            .arg("seq");
+    }
+    let seqs: Vec<Option<i64>> = pipe.query(con).expect("HGET seq");
+    seqs.into_iter().map(|s| s.unwrap_or(0)).collect()
+}
+
 /// Milliseconds since the epoch by this machine's clock (the servers' clock too).
 pub fn epoch_ms() -> i64 {
     std::time::SystemTime::now()
