@@ -169,22 +169,29 @@ impl Decoder {
         }
     }
 
-    /// The record, with each device's deadline (`None`: not in the index, so not a device).
-    pub fn finish(mut self, mut deadline: impl FnMut(&[u8]) -> Option<Millis>) -> Record {
+    /// The record at `now`, with each device's deadline from the index (see [`lost_device`] for
+    /// a device whose deadline is missing or cannot be one).
+    pub fn finish(
+        mut self,
+        mut deadline: impl FnMut(&[u8]) -> Option<Millis>,
+        now: Millis,
+    ) -> Record {
         // Fields come in hash order; the record keeps scopes sorted.
         self.record.scopes.sort_unstable();
         self.record.last_active = self.last_active.unwrap_or(self.record.since);
         for (id, connected_at, ttl) in self.devices {
-            if let Some(deadline) = deadline(&id) {
-                let device = Device {
+            let device = match deadline(&id) {
+                // No heartbeat sets a deadline further than its TTL ahead.
+                Some(deadline) if deadline <= now.saturating_add(ttl) => Device {
                     connected_at,
                     last_heartbeat: deadline.saturating_sub(ttl),
                     ttl,
                     meta: None,
                     context: None,
-                };
-                self.record.devices.insert(id, device);
-            }
+                },
+                _ => lost_device(connected_at, ttl, now),
+            };
+            self.record.devices.insert(id, device);
         }
         for (id, text) in self.metas {
             if let Some(device) = self.record.devices.get_mut(&id) {
@@ -214,16 +221,38 @@ impl Decoder {
     }
 }
 
-/// Builds a record from the hash's fields and each device's deadline (`None`: not in the index).
+/// A registered device whose deadline was lost (its index entry is missing: the index key was
+/// evicted or deleted; or its score is no deadline a heartbeat could set). The last moment it is
+/// known to have been there is when it connected: it counts as timed out then, `ttl` later, or at
+/// `now` if that is sooner, so reads show it gone and the next write of the user (the sweep's
+/// reconciliation makes one) announces its timeout and drops what is left of it.
+pub fn lost_device(connected_at: Millis, ttl: Millis, now: Millis) -> Device {
+    let last_heartbeat = connected_at.min(now);
+    let deadline = connected_at
+        .saturating_add(ttl)
+        .min(now)
+        .max(last_heartbeat);
+    Device {
+        connected_at,
+        last_heartbeat,
+        ttl: deadline.saturating_sub(last_heartbeat),
+        meta: None,
+        context: None,
+    }
+}
+
+/// Builds a record at `now` from the hash's fields and each device's deadline (`None`: not in
+/// the index).
 pub fn decode<'a>(
     fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
     deadline: impl FnMut(&[u8]) -> Option<Millis>,
+    now: Millis,
 ) -> Record {
     let mut decoder = Decoder::new(true);
     for (field, value) in fields {
         decoder.field(field, value);
     }
-    decoder.finish(deadline)
+    decoder.finish(deadline, now)
 }
 
 /// The hash fields that represent `record`.
@@ -393,7 +422,11 @@ mod tests {
 
     fn round_trip(r: &Record) -> Record {
         let due = deadlines(r);
-        decode(as_slices(&encode(r)), |id| due.get(id).copied())
+        decode(
+            as_slices(&encode(r)),
+            |id| due.get(id).copied(),
+            Millis::MAX,
+        )
     }
 
     #[test]
@@ -501,11 +534,30 @@ mod tests {
             (b"other", b"1"),
             (b"dev:ok", b"1:3"),
         ];
-        let r = decode(fields, |id| (id != b"unindexed").then_some(10));
+        let r = decode(fields, |id| (id != b"unindexed").then_some(10), 100);
         assert_eq!(r.since, None);
-        assert_eq!(r.devices.len(), 1);
+        assert_eq!(r.devices.len(), 2);
         let ok = &r.devices[b"ok".as_slice()];
         assert_eq!((ok.connected_at, ok.last_heartbeat, ok.ttl), (1, 7, 3));
+        // A device missing from the index timed out when it may first have left.
+        let lost = &r.devices[b"unindexed".as_slice()];
+        assert_eq!((lost.last_heartbeat, lost.deadline()), (1, 3));
+    }
+
+    #[test]
+    fn a_device_with_a_lost_or_impossible_deadline_counts_as_timed_out() {
+        let fields: Vec<(&[u8], &[u8])> =
+            vec![(b"dev:far", b"500:1000"), (b"dev:new", b"900:1000")];
+        // 1e300 in the index reads as the largest time: no heartbeat at 1000 sets it.
+        let r = decode(fields, |_| Some(Millis::MAX), 1000);
+        let far = &r.devices[b"far".as_slice()];
+        assert_eq!((far.last_heartbeat, far.deadline()), (500, 1000));
+        let new = &r.devices[b"new".as_slice()];
+        assert_eq!((new.last_heartbeat, new.deadline()), (900, 1000));
+        assert_eq!(r.live_count(1000), 0);
+        // One that connected "in the future" is gone now too.
+        let d = lost_device(5000, 1000, 1000);
+        assert_eq!((d.last_heartbeat, d.deadline()), (1000, 1000));
     }
 
     #[test]

@@ -10,22 +10,24 @@ fn presence_info(ctx: &InfoContext, for_crash_report: bool) -> RedisResult<()> {
 }
 
 fn section(ctx: &InfoContext, for_crash_report: bool) -> RedisResult<()> {
-    let fields: [(&str, &stats::Stat); 11] = [
-        ("users_online", &stats::USERS_ONLINE),
-        ("devices_online", &stats::DEVICES_ONLINE),
-        ("heartbeats", &stats::HEARTBEATS),
-        ("connects", &stats::CONNECTS),
-        ("disconnects", &stats::DISCONNECTS),
-        ("timeouts", &stats::TIMEOUTS),
-        ("events_published", &stats::EVENTS_PUBLISHED),
-        ("sweep_runs", &stats::SWEEP_RUNS),
-        ("sweep_last_us", &stats::SWEEP_LAST_US),
-        ("sweep_lag_ms", &stats::SWEEP_LAG_MS),
-        ("panics", &stats::PANICS),
+    let fields: [(&str, i64); 13] = [
+        ("users_online", stats::USERS_ONLINE.get()),
+        ("devices_online", stats::DEVICES_ONLINE.get()),
+        ("heartbeats", stats::HEARTBEATS.get()),
+        ("connects", stats::CONNECTS.get()),
+        ("disconnects", stats::DISCONNECTS.get()),
+        ("timeouts", stats::TIMEOUTS.get()),
+        ("events_published", stats::EVENTS_PUBLISHED.get()),
+        ("sweep_runs", stats::SWEEP_RUNS.get()),
+        ("sweep_last_us", stats::SWEEP_LAST_US.get()),
+        ("sweep_lag_ms", stats::SWEEP_LAG_MS.get()),
+        ("reconcile_passes", stats::RECONCILE_PASSES.get()),
+        ("repairs", stats::REPAIRS.get()),
+        ("panics", stats::PANICS.get()),
     ];
     let mut section = ctx.builder().add_section("");
-    for (name, stat) in fields {
-        section = section.field(name, stat.get())?;
+    for (name, value) in fields {
+        section = section.field(name, value)?;
     }
     // Not in a crash report: the directory's lock might be held by the code that crashed.
     if !for_crash_report {

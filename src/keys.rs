@@ -161,6 +161,20 @@ fn user_scoped_key(prefix: &[u8], user: &[u8]) -> Vec<u8> {
     key
 }
 
+/// The user whose record `name` is, if it is a user key as [`user_key`] builds them.
+pub fn parse_user_key(name: &[u8]) -> Option<&[u8]> {
+    let rest = name.strip_prefix(USER_PREFIX)?.strip_prefix(b"{")?;
+    let braces = |bytes: &[u8]| bytes.iter().any(|&b| b == b'{' || b == b'}');
+    if let Some(user) = rest.strip_suffix(b"}") {
+        if !user.is_empty() && !braces(user) {
+            return Some(user);
+        }
+    }
+    let close = rest.iter().position(|&b| b == b'}')?;
+    let (tag, user) = (rest.get(..close)?, rest.get(close + 1..)?);
+    (braces(user) && tag == slot_tag(slot(user))).then_some(user)
+}
+
 /// The user's own events channel (sharded pub/sub): named like the user's key, so it is in the
 /// user's slot — `presence:{<user>}` for ids without braces.
 pub fn user_channel(user: &[u8]) -> Vec<u8> {
@@ -346,6 +360,32 @@ mod tests {
             assert_eq!(slot(&user_key(user)), slot(user), "{user:?}");
             assert_eq!(slot(&settings_key(user)), slot(user), "{user:?}");
             assert_eq!(slot(&contacts_key(user)), slot(user), "{user:?}");
+        }
+    }
+
+    #[test]
+    fn user_keys_name_their_user() {
+        for user in [
+            &b"alice"[..],
+            b"{room1}alice",
+            b"a{",
+            b"}{",
+            b"{{}}",
+            b"\xff",
+            b"due:x",
+        ] {
+            assert_eq!(parse_user_key(&user_key(user)), Some(user), "{user:?}");
+        }
+        for other in [
+            &b"presence:due:{a}"[..],
+            b"presence:settings:{alice}",
+            b"presence:{}",
+            b"presence:{a}b",
+            b"presence:{zz}a{b",
+            b"presence:online:{0}",
+            b"other",
+        ] {
+            assert_eq!(parse_user_key(other), None, "{other:?}");
         }
     }
 

@@ -14,6 +14,7 @@ pub mod keys;
 mod lifecycle;
 pub mod listing;
 pub mod model;
+mod reconcile;
 mod reply;
 mod stats;
 mod store;
@@ -65,6 +66,7 @@ fn init(ctx: &Context, args: &[redis_module::RedisString]) -> Status {
 /// stop the timer and free what the module holds outside the keyspace.
 fn deinit(ctx: &Context) -> Status {
     sweep::stop(ctx);
+    reconcile::release();
     listing::directory().clear();
     config::EVENTS_CHANNEL.release();
     config::EVENTS_STREAM.release();
@@ -96,7 +98,7 @@ redis_module! {
         ["presence.count", guarded!("presence.count", commands::listing::count), "readonly fast", 0, 0, 0, ""],
     ],
     event_handlers: [
-        [@ZSET @GENERIC: lifecycle::on_keyspace_event],
+        [@ZSET @GENERIC @EXPIRED @EVICTED: lifecycle::on_keyspace_event],
     ],
     configurations: [
         i64: [

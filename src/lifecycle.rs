@@ -2,17 +2,16 @@
 //! the data changed under them (loading, promotion, flush, SWAPDB), and the keyspace notifications
 //! that keep the listing directory in step with the listing keys.
 
-use crate::{guard, keys, listing, stats, store, sweep};
+use crate::{guard, keys, listing, reconcile, store, sweep};
 use redis_module::server_events::{FlushSubevent, LoadingSubevent, ServerRole};
-use redis_module::{raw, Context, NotifyEvent, Status};
+use redis_module::{raw, Context, ContextFlags, NotifyEvent, Status};
 use redis_module_macros::{flush_event_handler, loading_event_handler, role_changed_event_handler};
 
 /// Recounts the gauges and makes the sweep look at every slot again.
 fn resync(ctx: &Context) {
     sweep::recheck_all();
-    let (users, devices) = store::census(ctx);
-    stats::USERS_ONLINE.set(users);
-    stats::DEVICES_ONLINE.set(devices);
+    reconcile::restart();
+    store::census(ctx);
 }
 
 /// The keyspace was replaced (loaded, flushed, swapped) without a notification per key: redo
@@ -44,12 +43,21 @@ pub fn on_keyspace_event(ctx: &Context, _kind: NotifyEvent, event: &str, key: &[
 }
 
 fn keyspace_event(ctx: &Context, event: &str, key: &[u8]) {
+    if matches!(event, "del" | "expired" | "evicted") && !listing::OwnWrite::in_progress() {
+        // A master takes a user whose record vanished out of the listings (its sweep writes).
+        if let Some(user) = keys::parse_user_key(key) {
+            if ctx.get_flags().contains(ContextFlags::MASTER) {
+                reconcile::record_vanished(user);
+            }
+            return;
+        }
+    }
     let listing = keys::parse_listing_key(key);
     // Resharding restores a slot's keys here: its due index and timers set, and its listing of
     // everyone, whose users the sweep checks for idleness.
     let restored_index = match (event, listing) {
         ("restore", Some((slot, None))) => Some(slot),
-        ("restore", _) => keys::parse_index_key(key),
+        ("restore" | "del" | "expired" | "evicted", _) => keys::parse_index_key(key),
         _ => None,
     };
     if listing.is_none() && restored_index.is_none() {

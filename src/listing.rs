@@ -110,6 +110,17 @@ impl Directory {
         self.listings.keys().filter(|scope| scope.is_some()).count()
     }
 
+    /// The scopes with members in `slot`.
+    pub fn scopes_in_slot(&self, slot: u16) -> Vec<Vec<u8>> {
+        self.listings
+            .iter()
+            .filter_map(|(scope, members)| {
+                let scope = scope.as_ref()?;
+                members.per_slot.contains_key(&slot).then(|| scope.clone())
+            })
+            .collect()
+    }
+
     /// The listing's members, if it has any.
     pub fn members(&self, scope: Option<&[u8]>) -> Option<&Members> {
         // HashMap lookups need the owned key form; scopes are short.

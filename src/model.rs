@@ -557,6 +557,27 @@ impl Record {
         Ok(false)
     }
 
+    /// A device the due index knows at deadline `at` but the record does not (the record was
+    /// deleted, evicted or edited): it is put back as it must have been, connected until `at`, so
+    /// that settling announces its timeout like any other. Nothing changes when the record has it.
+    pub fn lost(&mut self, device: &[u8], at: Millis) {
+        if self.devices.contains_key(device) {
+            return;
+        }
+        if self.devices.is_empty() && self.leaving.is_none() {
+            // Whatever else it was, the user was there through this device.
+            self.status = Status::Online;
+        }
+        let device_back = Device {
+            connected_at: at,
+            last_heartbeat: at,
+            ttl: 0,
+            meta: None,
+            context: None,
+        };
+        self.devices.insert(device.to_vec(), device_back);
+    }
+
     /// Removes a device that left cleanly. Expects a settled record. Returns the number of devices
     /// left, or `None` when the device was not connected (and nothing changed).
     pub fn disconnect(&mut self, device: &[u8], now: Millis) -> Option<usize> {
@@ -838,6 +859,23 @@ mod tests {
         let lost_at = 1_700_000_000_123;
         let remembered = next_seq(0, lost_at - 1) + 999;
         assert!(next_seq(0, lost_at) > remembered);
+    }
+
+    #[test]
+    fn a_device_only_the_index_knows_is_announced_as_timed_out() {
+        let mut r = Record::default();
+        r.lost(b"phone", 700);
+        assert_eq!(r.settle(1000), 1);
+        assert_eq!(
+            summary(&r),
+            vec![("offline", "online", "timeout", "phone".into(), 0, 700_000)]
+        );
+        assert_eq!((r.events[0].ts, r.last_seen), (700, Some(700)));
+        // A device the record has is left alone.
+        let mut r = Record::default();
+        online(&mut r, b"a", 100);
+        r.lost(b"a", 50);
+        assert_eq!(r.devices[b"a".as_slice()].deadline(), 100 + TTL);
     }
 
     #[test]

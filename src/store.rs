@@ -387,16 +387,17 @@ impl UserKeys {
         })
     }
 
-    /// The user's record: the hash's fields, with each device's deadline from the index.
-    fn record(&self, user: &[u8], with_meta: bool) -> Record {
+    /// The user's record at `now`: the hash's fields, with each device's deadline from the index.
+    fn record(&self, user: &[u8], with_meta: bool, now: Millis) -> Record {
         let mut decoder = codec::Decoder::new(with_meta);
         self.key
             .scan_hash(|field, value| decoder.field(field, value));
-        let mut record = decoder.finish(|device| {
+        let deadline = |device: &[u8]| {
             self.due
                 .zset_score(&string(&keys::due_member(user, device)))
                 .map(|score| score as Millis)
-        });
+        };
+        let mut record = decoder.finish(deadline, now);
         record.device_events = config::device_events();
         record.away_after = config::away_after();
         record.grace = config::grace();
@@ -441,9 +442,14 @@ pub fn settings_write(
     reply.map_or_else(|e| Err(e.into()), |v| Ok((&v).into()))
 }
 
-/// A user's record as stored now, for reads; device META only when asked for.
-pub fn read_user(ctx: &Context, user: &[u8], with_meta: bool) -> Result<Record, RedisError> {
-    Ok(UserKeys::open(ctx, user, false, false)?.record(user, with_meta))
+/// A user's record as stored, read at `now`; device META only when asked for.
+pub fn read_user(
+    ctx: &Context,
+    user: &[u8],
+    with_meta: bool,
+    now: Millis,
+) -> Result<Record, RedisError> {
+    Ok(UserKeys::open(ctx, user, false, false)?.record(user, with_meta, now))
 }
 
 /// The hot path of HEARTBEAT: a connected device keeping its TTL only moves its deadline, one
@@ -494,6 +500,9 @@ pub struct UserWrite {
     keys: UserKeys,
     before: Record,
     pub record: Record,
+    /// Check the listings and the TTL against what is stored, not only against the record before
+    /// (the reconciliation's writes: something other than the module may have changed them).
+    repair: bool,
 }
 
 impl UserWrite {
@@ -503,13 +512,13 @@ impl UserWrite {
     pub fn open(ctx: &Context, user: &[u8]) -> Result<UserWrite, RedisError> {
         refuse_on_replica(ctx)?;
         let keys = UserKeys::open(ctx, user, true, true)?;
-        let before = keys.record(user, true);
+        let now = now();
+        let before = keys.record(user, true, now);
         let stored_timer = keys.timers.as_ref().and_then(|(_, timers)| {
             timers
                 .zset_score(&string(user))
                 .map(|score| score as Millis)
         });
-        let now = now();
         let mut record = before.clone();
         let timed_out = record.settle(now);
         Ok(UserWrite {
@@ -520,6 +529,7 @@ impl UserWrite {
             keys,
             record,
             before,
+            repair: false,
         })
     }
 
@@ -528,15 +538,40 @@ impl UserWrite {
     pub fn commit(self, ctx: &Context) {
         stats::TIMEOUTS.add(self.timed_out as i64);
         let (before, after) = (self.before.devices.len(), self.record.devices.len());
-        stats::DEVICES_ONLINE.add(after as i64 - before as i64);
-        stats::USERS_ONLINE.add(i64::from(after > 0) - i64::from(before > 0));
+        let slot = self.keys.slot;
+        stats::DEVICES_ONLINE.add(slot, after as i64 - before as i64);
+        stats::USERS_ONLINE.add(slot, i64::from(after > 0) - i64::from(before > 0));
         let changes = codec::changes(&self.before, &self.record);
         self.write_fields(ctx, &changes);
         self.write_due(ctx, &changes);
         self.write_listings(ctx, &changes);
         self.write_timer(ctx);
-        self.write_expiry(ctx);
+        let mut repaired = self.write_expiry(ctx);
+        if self.repair {
+            repaired |= self.write_listings_as_recorded(ctx);
+            repaired |= self.timed_out > 0 || self.record != self.before;
+            if repaired {
+                stats::REPAIRS.add(1);
+            }
+        }
         events::publish(ctx, &self.user, &self.record.events);
+    }
+
+    /// Puts the user in the listings the record says (everyone and each scope, at the record's
+    /// score) whatever they held; out of the listing of everyone if not listed. Whether anything
+    /// had to change.
+    fn write_listings_as_recorded(&self, ctx: &Context) -> bool {
+        let member = string(&self.user);
+        let slot = self.keys.slot;
+        let listings = codec::listings(&self.record);
+        let mut changed = false;
+        if listings.is_empty() {
+            changed |= set_listing(ctx, slot, None, &member, None);
+        }
+        for (scope, score) in listings {
+            changed |= set_listing(ctx, slot, scope, &member, Some(score));
+        }
+        changed
     }
 
     fn write_fields(&self, ctx: &Context, changes: &Changes) {
@@ -604,51 +639,14 @@ impl UserWrite {
     }
 
     /// Keeps the user's entries in the slot's listings (everyone, and each scope) in step with
-    /// the record. A listing key that a client overwrote with another type is left alone: it is
-    /// an index, and the record stays right.
+    /// the record.
     fn write_listings(&self, ctx: &Context, changes: &Changes) {
         let member = string(&self.user);
-        let slot = self.keys.slot;
-        // Writes one listing key (`score` None: removes the user), tells the directory exactly
-        // what changed, then replicates and notifies (the notification is the directory's own
-        // news, so it skips re-reading the key).
-        let write = |scope: Option<&[u8]>, score: Option<Millis>| {
-            let name = string(&keys::listing_key(slot, scope));
-            let key = Key::open(ctx, &name, true);
-            if key.check_type(raw::KeyType::ZSet).is_err() {
-                return;
-            }
-            let old = key.zset_score(&member).map(|s| s as Millis);
-            match score {
-                Some(score) => key.zset_add(score as f64, &member),
-                None => key.zset_rem(&member),
-            }
-            drop(key);
-            listing::directory().replace(scope, slot, old, score);
-            if let (None, Some(active)) = (scope, score) {
-                // The user may go idle `away-after` from this activity: the sweep looks then.
-                let away_after = config::away_after();
-                if away_after > 0 {
-                    sweep::note_deadline(slot, active.saturating_add(away_after));
-                }
-            }
-            let _own = listing::OwnWrite::begin();
-            match score {
-                Some(score) => {
-                    ctx.replicate("ZADD", &[&name, &string(itoa(score).as_bytes()), &member]);
-                    ctx.notify_keyspace_event(NotifyEvent::ZSET, "zadd", &name);
-                }
-                None => {
-                    ctx.replicate("ZREM", &[&name, &member]);
-                    ctx.notify_keyspace_event(NotifyEvent::ZSET, "zrem", &name);
-                }
-            }
-        };
         for (scope, score) in &changes.listed_set {
-            write(scope.as_deref(), Some(*score));
+            set_listing(ctx, self.keys.slot, scope.as_deref(), &member, Some(*score));
         }
         for scope in &changes.listed_delete {
-            write(scope.as_deref(), None);
+            set_listing(ctx, self.keys.slot, scope.as_deref(), &member, None);
         }
     }
 
@@ -679,7 +677,7 @@ impl UserWrite {
     /// The record lives without TTL while devices are connected, and for `retention` after the
     /// user went offline. What the stored TTL should be follows from the record before the write,
     /// so nothing is read to keep it in step.
-    fn write_expiry(&self, ctx: &Context) {
+    fn write_expiry(&self, ctx: &Context) -> bool {
         let retention = config::retention();
         let (was, will) = (
             self.before.expires_at(retention, self.now),
@@ -690,34 +688,208 @@ impl UserWrite {
             // Nothing left to keep, or retention already ran out.
             if key.kind() != raw::KeyType::Empty {
                 key.delete();
+                let _own = listing::OwnWrite::begin();
                 ctx.replicate("DEL", &[name.as_slice()]);
                 ctx.notify_keyspace_event(NotifyEvent::GENERIC, "del", name);
+                return true;
             }
-            return;
+            return false;
         }
-        if was == will && !self.before.is_empty() {
-            return;
+        let unchanged = if self.repair {
+            key.expire_at() == will
+        } else {
+            was == will && !self.before.is_empty()
+        };
+        if unchanged {
+            return false;
         }
         match will {
             Some(at) => {
                 key.set_expire_at(at);
                 ctx.replicate("PEXPIREAT", &[name.as_slice(), at.to_string().as_bytes()]);
                 ctx.notify_keyspace_event(NotifyEvent::GENERIC, "expire", name);
+                true
             }
             None => {
-                if key.persist() {
+                let had = key.persist();
+                if had {
                     ctx.replicate("PERSIST", &[name.as_slice()]);
                     ctx.notify_keyspace_event(NotifyEvent::GENERIC, "persist", name);
                 }
+                had
             }
         }
     }
 }
 
+/// Puts `member` in the slot's listing (everyone, or a scope) with `score`, or takes it out
+/// (`None`), unless it is so already: tells the directory exactly what changed, then replicates
+/// and notifies (the notification is the directory's own news, so it skips re-reading the key).
+/// Whether it changed anything. A listing key that a client overwrote with another type is left
+/// alone (writes refuse it first with WRONGTYPE, see `UserKeys::open`).
+fn set_listing(
+    ctx: &Context,
+    slot: u16,
+    scope: Option<&[u8]>,
+    member: &RedisString,
+    score: Option<Millis>,
+) -> bool {
+    let name = string(&keys::listing_key(slot, scope));
+    let key = Key::open(ctx, &name, true);
+    if key.check_type(raw::KeyType::ZSet).is_err() {
+        return false;
+    }
+    let old = key.zset_score(member).map(|s| s as Millis);
+    if old == score {
+        return false;
+    }
+    match score {
+        Some(score) => key.zset_add(score as f64, member),
+        None => key.zset_rem(member),
+    }
+    drop(key);
+    listing::directory().replace(scope, slot, old, score);
+    if let (None, Some(active)) = (scope, score) {
+        // The user may go idle `away-after` from this activity: the sweep looks then.
+        let away_after = config::away_after();
+        if away_after > 0 {
+            sweep::note_deadline(slot, active.saturating_add(away_after));
+        }
+    }
+    let _own = listing::OwnWrite::begin();
+    match score {
+        Some(score) => {
+            ctx.replicate("ZADD", &[&name, &string(itoa(score).as_bytes()), member]);
+            ctx.notify_keyspace_event(NotifyEvent::ZSET, "zadd", &name);
+        }
+        None => {
+            ctx.replicate("ZREM", &[&name, member]);
+            ctx.notify_keyspace_event(NotifyEvent::ZSET, "zrem", &name);
+        }
+    }
+    true
+}
+
+/// Takes `user` out of every listing of `slot` (everyone, and each scope the directory knows
+/// there): their record is gone. Users absent from the listing of everyone are in no scope's
+/// either, so that is the only key read for most.
+pub fn forget_listings(ctx: &Context, slot: u16, user: &[u8]) -> bool {
+    let member = string(user);
+    let everyone = Key::open(ctx, &string(&keys::listing_key(slot, None)), false);
+    if everyone.zset_score(&member).is_none() {
+        return false;
+    }
+    drop(everyone);
+    set_listing(ctx, slot, None, &member, None);
+    let scopes = listing::directory().scopes_in_slot(slot);
+    for scope in scopes {
+        set_listing(ctx, slot, Some(&scope), &member, None);
+    }
+    true
+}
+
+/// The sweep met `device` of `user` in the slot's due index at deadline `at`: settles the user
+/// (removing every device past its deadline, announced) and, when the record does not have that
+/// device (it was deleted, evicted or edited), announces the device's timeout as of `at` all
+/// the same. A user whose record is gone is not written back (a deleted record stays deleted):
+/// the event is published and the user leaves the slot's listings. Returns the devices removed
+/// or announced; the caller removes the index entry.
+pub fn settle_due_device(
+    ctx: &Context,
+    slot: u16,
+    user: &[u8],
+    device: &[u8],
+    at: Millis,
+) -> usize {
+    let Ok(mut write) = UserWrite::open(ctx, user) else {
+        return 0;
+    };
+    if write.record.devices.contains_key(device) || write.before.devices.contains_key(device) {
+        let gone = write.timed_out;
+        write.commit(ctx);
+        return gone;
+    }
+    write.record.lost(device, at);
+    let lost = write.record.settle(write.now);
+    stats::REPAIRS.add(1);
+    if write.before.is_empty() {
+        stats::TIMEOUTS.add(lost as i64);
+        events::publish(ctx, user, &write.record.events);
+        forget_listings(ctx, slot, user);
+        return lost;
+    }
+    write.timed_out += lost;
+    let gone = write.timed_out;
+    write.commit(ctx);
+    gone
+}
+
+/// Settles `user` and makes their index entries, listings and TTL what the record says (the
+/// reconciliation's visit of a record). Whether anything had to change.
+pub fn reconcile_user(ctx: &Context, user: &[u8]) -> bool {
+    let Ok(mut write) = UserWrite::open(ctx, user) else {
+        return false;
+    };
+    write.repair = true;
+    let before = stats::REPAIRS.get();
+    write.commit(ctx);
+    stats::REPAIRS.get() != before
+}
+
+/// Checks one entry of a slot's listing (`scope` `None`: everyone) against the member's record,
+/// and takes it out or corrects it when the record does not explain it (a user whose record was
+/// deleted or evicted, a member written by hand). Whether it had to change anything.
+pub fn reconcile_listing_entry(
+    ctx: &Context,
+    slot: u16,
+    scope: Option<&[u8]>,
+    member: &[u8],
+    score: Millis,
+    now: Millis,
+) -> bool {
+    let wanted = |ctx: &Context| -> Option<Millis> {
+        if keys::slot(member) != slot {
+            return None;
+        }
+        let record = read_user(ctx, member, false, now).ok()?;
+        let in_scope = scope.is_none_or(|scope| record.scopes.iter().any(|s| s == scope));
+        record.listed().filter(|_| in_scope)
+    };
+    if wanted(ctx) == Some(score) {
+        return false;
+    }
+    if keys::slot(member) == slot {
+        reconcile_user(ctx, member);
+    }
+    set_listing(ctx, slot, scope, &string(member), wanted(ctx));
+    stats::REPAIRS.add(1);
+    true
+}
+
+/// Up to `limit` members of the sorted set `name` after `after` (score, then member, ascending;
+/// from the start when `None`), lowest first.
+pub fn zset_members(
+    ctx: &Context,
+    name: &[u8],
+    after: Option<&(f64, Vec<u8>)>,
+    limit: usize,
+) -> Vec<(Vec<u8>, f64)> {
+    Key::open(ctx, &string(name), false).zset_after(
+        after.map(|(score, member)| (*score, member.as_slice())),
+        f64::INFINITY,
+        limit,
+    )
+}
+
+/// Whether the key `name` exists.
+pub fn exists(ctx: &Context, name: &[u8]) -> bool {
+    Key::open(ctx, &string(name), false).kind() != raw::KeyType::Empty
+}
+
 /// An entry of a slot's indexes that may be due.
 pub enum DueEntry {
-    /// A device's member in the due index.
-    Device(Vec<u8>),
+    /// A device's member in the due index, and its deadline.
+    Device(Vec<u8>, Millis),
     /// A user in the timers set.
     Timer(Vec<u8>),
 }
@@ -729,7 +901,7 @@ pub fn due_entries(ctx: &Context, slot: u16, until: Millis, limit: usize) -> Vec
     let mut out: Vec<DueEntry> = due
         .zset_after(None, until as f64, limit)
         .into_iter()
-        .map(|(member, _)| DueEntry::Device(member))
+        .map(|(member, score)| DueEntry::Device(member, score as Millis))
         .collect();
     if out.len() < limit {
         let timers = Key::open(ctx, &string(&keys::timers_key(slot)), false);
@@ -757,15 +929,19 @@ pub fn next_due(ctx: &Context, slot: u16) -> Option<Millis> {
 }
 
 /// Removes `member` from the sorted set `name` (a slot's due index or timers set) if it is still
-/// due at `now`: an entry that no record explains (a malformed member, or one whose user's hash
-/// was deleted or overwritten by hand), which the sweep would otherwise meet again and again.
-pub fn drop_entry_if_due(ctx: &Context, name: &[u8], member: &[u8], now: Millis) {
+/// due at `now` (any time, when `None`): an entry that no record explains (a malformed member, or
+/// one whose user's hash was deleted or overwritten by hand), which the sweep would otherwise
+/// meet again and again.
+pub fn drop_entry_if_due(ctx: &Context, name: &[u8], member: &[u8], now: Option<Millis>) {
     let name = string(name);
     let key = Key::open(ctx, &name, true);
+    if key.kind() != raw::KeyType::ZSet {
+        return;
+    }
     let member = string(member);
     if key
         .zset_score(&member)
-        .is_some_and(|score| score as Millis <= now)
+        .is_some_and(|score| now.is_none_or(|now| score as Millis <= now))
     {
         key.zset_rem(&member);
         ctx.replicate("ZREM", &[&name, &member]);
@@ -830,22 +1006,22 @@ pub fn listing_keys(ctx: &Context) -> Vec<Vec<u8>> {
     found.into_inner()
 }
 
-/// Counts the users with registered devices and their devices, from the due indexes.
-pub fn census(ctx: &Context) -> (i64, i64) {
-    let (mut users, mut devices) = (0i64, 0i64);
+/// Counts the users with registered devices and their devices in every slot, from the due
+/// indexes, and sets the gauges.
+pub fn census(ctx: &Context) {
     for slot in 0..keys::SLOTS as u16 {
         let key = Key::open(ctx, &string(&keys::due_key(slot)), false);
         let entries = key.zset_after(None, f64::INFINITY, usize::MAX);
         let mut seen: Vec<&[u8]> = entries
             .iter()
             .filter_map(|(member, _)| keys::parse_due_member(member).map(|(user, _)| user))
+            .filter(|user| keys::slot(user) == slot)
             .collect();
-        devices += seen.len() as i64;
+        stats::DEVICES_ONLINE.set(slot, seen.len() as i64);
         seen.sort_unstable();
         seen.dedup();
-        users += seen.len() as i64;
+        stats::USERS_ONLINE.set(slot, seen.len() as i64);
     }
-    (users, devices)
 }
 
 /// Fails with the names of the module API functions this server lacks, so the module refuses to

@@ -33,6 +33,8 @@ const BATCH: usize = 128;
 /// Longest a timer run may take, whatever its budget: a backlog is worked off in runs this short,
 /// one right after the other with the event loop serving clients in between.
 const RUN_TIME_CAP: Duration = Duration::from_millis(1);
+/// Units of reconciliation (see `reconcile`) a run may do after its due work, within its time.
+const RECONCILE_BUDGET: usize = 512;
 /// Pause between runs while a backlog remains: none, the next run comes after the event loop has
 /// served the clients that are ready.
 const BACKLOG_PAUSE: Duration = Duration::from_millis(0);
@@ -195,6 +197,9 @@ pub fn run(ctx: &Context, budget: usize, time_cap: Option<Duration>) -> Outcome 
             break;
         }
     }
+    if stopped_at.is_none() {
+        crate::reconcile::run(ctx, now, RECONCILE_BUDGET, limits.until);
+    }
     // After a backlog, start where this run stopped, so no slot waits behind others.
     CURSOR.store(
         stopped_at.unwrap_or((first + REFRESH_PER_RUN) % SLOTS),
@@ -240,19 +245,23 @@ fn sweep_slot(
         for entry in due {
             // An entry no record explains goes too, so the loop always moves on.
             let gone = match entry {
-                store::DueEntry::Device(member) => {
-                    let gone = match keys::parse_due_member(&member) {
-                        Some((user, _)) => settle_user(ctx, user),
+                store::DueEntry::Device(member, at) => {
+                    // A member naming a user of another slot is not one of this index's.
+                    let device = keys::parse_due_member(&member)
+                        .filter(|(user, _)| keys::slot(user) == slot);
+                    let gone = match device {
+                        Some((user, device)) => {
+                            store::settle_due_device(ctx, slot, user, device, at)
+                        }
                         None => 0,
                     };
-                    if gone == 0 {
-                        store::drop_entry_if_due(ctx, &keys::due_key(slot), &member, now);
-                    }
+                    // Gone with its device, unless the record did not explain it.
+                    store::drop_entry_if_due(ctx, &keys::due_key(slot), &member, Some(now));
                     gone
                 }
                 store::DueEntry::Timer(user) => {
                     let gone = settle_user(ctx, &user);
-                    store::drop_entry_if_due(ctx, &keys::timers_key(slot), &user, now);
+                    store::drop_entry_if_due(ctx, &keys::timers_key(slot), &user, Some(now));
                     gone
                 }
             };

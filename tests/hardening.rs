@@ -336,3 +336,158 @@ fn a_writable_replica_refuses_presence_writes() {
         events.assert_quiet(Duration::from_millis(200));
     });
 }
+
+fn count(con: &mut redis::Connection, scope: Option<&str>) -> i64 {
+    let mut args = vec!["PRESENCE.COUNT"];
+    if let Some(scope) = scope {
+        args.extend(["SCOPE", scope]);
+    }
+    int(&run(con, &args).unwrap())
+}
+
+/// Every user LIST returns, paging to the end.
+fn listed(con: &mut redis::Connection, scope: Option<&str>) -> Vec<String> {
+    let mut users = Vec::new();
+    let mut cursor = "0".to_string();
+    loop {
+        let mut args = vec!["PRESENCE.LIST", "LIMIT", "1000"];
+        if let Some(scope) = scope {
+            args.extend(["SCOPE", scope]);
+        }
+        if cursor != "0" {
+            args.extend(["CURSOR", cursor.as_str()]);
+        }
+        let reply = array(&run(con, &args).unwrap());
+        users.extend(array(&reply[1]).iter().map(|row| text(&array(row)[0])));
+        cursor = text(&reply[0]);
+        if cursor == "0" {
+            return users;
+        }
+    }
+}
+
+#[test]
+fn a_deleted_record_leaves_no_ghost_and_its_device_is_announced_offline() {
+    on_each_server(&["sweep-interval", "10"], |srv| {
+        if srv.is_external() {
+            eprintln!("skipped on REDIS_URL: reads the node's gauges");
+            return;
+        }
+        let mut con = srv.con();
+        let mut global = Subscriber::new(srv, "SUBSCRIBE", &[b"presence:events"]);
+        run(
+            &mut con,
+            &["PRESENCE.ONLINE", "u1", "d", "TTL", "400", "SCOPE", "room"],
+        )
+        .unwrap();
+        let online = global.take(1, Duration::from_secs(5));
+        assert_eq!(online[0].str("status"), "online");
+        run(&mut con, &["DEL", "presence:{u1}"]).unwrap();
+        // Out of every listing, and out of the gauges, at once or within a reconciliation pass.
+        assert!(wait_until(Duration::from_secs(10), || {
+            count(&mut con, None) == 0
+                && count(&mut con, Some("room")) == 0
+                && info_field(&mut con, "users_online") == 0
+                && info_field(&mut con, "devices_online") == 0
+        }));
+        assert!(listed(&mut con, None).is_empty());
+        // The device is announced when its deadline passes, with a seq above the one before.
+        let got = global.take(1, Duration::from_secs(5));
+        assert_eq!(
+            got.len(),
+            1,
+            "no offline event for a device whose record vanished"
+        );
+        assert_eq!(
+            (
+                got[0].str("user"),
+                got[0].str("status"),
+                got[0].str("reason"),
+                got[0].str("device")
+            ),
+            ("u1", "offline", "timeout", "d")
+        );
+        assert!(got[0].int("seq") > online[0].int("seq"));
+        // A deleted record stays deleted.
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("presence:*")
+            .query(&mut con)
+            .unwrap();
+        assert!(keys.is_empty(), "{keys:?}");
+        global.assert_quiet(Duration::from_millis(300));
+    });
+}
+
+#[test]
+fn a_listing_key_that_expired_is_rebuilt_from_the_records() {
+    on_each_server(&["sweep-interval", "10"], |srv| {
+        if srv.is_external() {
+            eprintln!("skipped on REDIS_URL: expires a shared listing key");
+            return;
+        }
+        let mut con = srv.con();
+        // Fifty users sharing a hash tag share their slot's listing key.
+        let users: Vec<String> = (0..50).map(|i| format!("{{tag}}u{i}")).collect();
+        for user in &users {
+            run(&mut con, &["PRESENCE.ONLINE", user, "d"]).unwrap();
+        }
+        let listing = only_key(&mut con, "presence:online:*");
+        call(&mut con, &[b"PEXPIRE", &listing, b"50"]).unwrap();
+        // COUNT follows the key when it goes; then the reconciliation puts everyone back.
+        assert!(wait_until(Duration::from_secs(10), || {
+            info_field(&mut con, "repairs") >= 50
+                && count(&mut con, None) == 50
+                && listed(&mut con, None).len() == 50
+        }));
+    });
+}
+
+#[test]
+fn garbage_members_in_indexes_and_listings_are_removed() {
+    on_each_server(&["sweep-interval", "10"], |srv| {
+        if srv.is_external() {
+            eprintln!("skipped on REDIS_URL: writes into shared index keys");
+            return;
+        }
+        let mut con = srv.con();
+        run(&mut con, &["PRESENCE.ONLINE", "alice", "d"]).unwrap();
+        let listing = only_key(&mut con, "presence:online:*");
+        let due = only_key(&mut con, "presence:due:*");
+        let now = epoch_ms().to_string();
+        call(&mut con, &[b"ZADD", &listing, now.as_bytes(), b"nobody"]).unwrap();
+        call(
+            &mut con,
+            &[b"ZADD", &listing, now.as_bytes(), b"\xff\x00garbage"],
+        )
+        .unwrap();
+        call(&mut con, &[b"ZADD", &due, b"1e300", b"5:alice:d"]).unwrap();
+        call(&mut con, &[b"ZADD", &due, b"+inf", b"not a member"]).unwrap();
+        assert_eq!(count(&mut con, None), 3);
+        assert!(wait_until(Duration::from_secs(10), || {
+            count(&mut con, None) == 0 || count(&mut con, None) == 1
+        }));
+        // Only alice's entries are left, and her impossible deadline was judged: her device
+        // timed out (a heartbeat sets no deadline 1e300 ms ahead).
+        assert!(wait_until(Duration::from_secs(10), || {
+            let due_members: Vec<Vec<u8>> = redis::cmd("ZRANGE")
+                .arg(&due)
+                .arg(0)
+                .arg(-1)
+                .query(&mut con)
+                .unwrap();
+            due_members.is_empty()
+        }));
+        let g = map(&run(&mut con, &["PRESENCE.GET", "alice"]).unwrap());
+        assert_eq!(text(&g["status"]), "offline");
+        assert!(wait_until(Duration::from_secs(10), || count(
+            &mut con, None
+        ) == 0));
+        let left: Vec<Vec<u8>> = redis::cmd("ZRANGE")
+            .arg(&listing)
+            .arg(0)
+            .arg(-1)
+            .query(&mut con)
+            .unwrap();
+        assert!(left.is_empty(), "{left:?}");
+    });
+}

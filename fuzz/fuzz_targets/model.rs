@@ -177,6 +177,7 @@ fn model(data: &[u8]) {
         let back = codec::decode(
             fields.iter().map(|(f, v)| (f.as_slice(), v.as_slice())),
             |id| due.get(id).copied(),
+            Millis::MAX,
         );
         let mut expected = record.clone();
         expected.device_events = false;

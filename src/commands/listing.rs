@@ -26,7 +26,7 @@ pub fn list(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         // The listing is kept with each write; the status comes from the record at this
         // moment, which also leaves out a user whose last device expired a moment ago and
         // whom the sweep has not reached yet.
-        let view = store::read_user(ctx, user, false)?.view(now);
+        let view = store::read_user(ctx, user, false, now)?.view(now);
         if view.status.public() == Status::Offline {
             continue;
         }

@@ -13,7 +13,7 @@ fn view_of(
     viewer: Option<&[u8]>,
     now: Millis,
 ) -> Result<View, RedisError> {
-    let record = store::read_user(ctx, user, false)?;
+    let record = store::read_user(ctx, user, false, now)?;
     match viewer {
         Some(viewer) if viewer != user => {
             let privacy = store::read_privacy(ctx, user)?;
@@ -102,8 +102,9 @@ pub fn devices(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         return Err(RedisError::WrongArity);
     };
     let user = args::id("user", user)?;
-    let record: Record = store::read_user(ctx, user, true)?;
-    let mut live: Vec<(&Vec<u8>, &Device)> = record.live_devices(store::now()).collect();
+    let now = store::now();
+    let record: Record = store::read_user(ctx, user, true, now)?;
+    let mut live: Vec<(&Vec<u8>, &Device)> = record.live_devices(now).collect();
     live.sort_by_key(|(id, d)| (d.connected_at, id.as_slice()));
     let rows = live
         .into_iter()

@@ -71,6 +71,7 @@ pub fn in_context(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         return Err(RedisError::WrongArity);
     };
     let (user, context) = (args::id("user", user)?, args::id("context", context)?);
-    let record = store::read_user(ctx, user, true)?;
-    Reply::Int(i64::from(record.in_context(context, store::now()))).send(ctx)
+    let now = store::now();
+    let record = store::read_user(ctx, user, true, now)?;
+    Reply::Int(i64::from(record.in_context(context, now))).send(ctx)
 }

@@ -1,0 +1,237 @@
+//! Reconciliation: the module's keys checked against each other, a slice in each sweep run, so
+//! that what vanished or was written without the module (evicted or deleted keys, members added
+//! by hand, a record that lost its index entries or its TTL) heals from the keys alone.
+//!
+//! A pass walks, in order:
+//! 1. every slot: its due index (members that name no device are removed; a deadline no heartbeat
+//!    could set is treated as due now; the slot's users and devices are recounted for the INFO
+//!    gauges), then its listings (everyone's, and each scope's the directory knows there): an
+//!    entry whose member's record does not list them so is removed or corrected;
+//! 2. every key of the keyspace, with a scan cursor: each user record is settled and its index
+//!    entries, listings and TTL are made what the record says (devices that lost their deadline
+//!    are announced as timed out).
+//!
+//! Users whose record was deleted, expired or evicted (keyspace notifications) leave the
+//! listings on the next run, before the pass goes on.
+
+use crate::model::Millis;
+use crate::{args, keys, listing, stats, store};
+use redis_module::{Context, KeysCursor, RedisString};
+use std::collections::BTreeSet;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+/// Entries read from one sorted set per step.
+const BATCH: usize = 64;
+/// Most records and vanished users queued for a run to look at; past that a full pass finds them.
+const MAX_VANISHED: usize = 100_000;
+
+enum Stage {
+    /// The slot's due index.
+    Due,
+    /// The slot's listings: `None` everyone's, then each scope's.
+    Listing(Option<Vec<u8>>),
+    /// The keyspace scan over records.
+    Records,
+}
+
+struct Walk {
+    slot: u16,
+    stage: Stage,
+    /// The scopes of the slot's listings still to check (taken from the directory when the
+    /// slot's listings start).
+    scopes: Vec<Vec<u8>>,
+    /// The last entry checked in the current sorted set.
+    after: Option<(f64, Vec<u8>)>,
+    /// The due index's users and devices counted so far.
+    users: BTreeSet<Vec<u8>>,
+    devices: i64,
+    records: Option<Cursor>,
+}
+
+/// The keyspace scan cursor, held between runs. Runs, like every callback, are on the main thread.
+struct Cursor(KeysCursor);
+// SAFETY: only ever used from the server's main thread (timer callbacks and unload).
+unsafe impl Send for Cursor {}
+
+fn walk() -> MutexGuard<'static, Walk> {
+    static WALK: Mutex<Walk> = Mutex::new(Walk {
+        slot: 0,
+        stage: Stage::Due,
+        scopes: Vec::new(),
+        after: None,
+        users: BTreeSet::new(),
+        devices: 0,
+        records: None,
+    });
+    WALK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn vanished() -> MutexGuard<'static, Vec<Vec<u8>>> {
+    static VANISHED: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+    VANISHED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A user's record was deleted, expired or evicted: take them out of the listings soon.
+pub fn record_vanished(user: &[u8]) {
+    let mut queue = vanished();
+    if queue.len() < MAX_VANISHED {
+        queue.push(user.to_vec());
+    }
+}
+
+/// Starts the pass over: the keyspace was replaced (loading, flush, SWAPDB, promotion).
+pub fn restart() {
+    let mut walk = walk();
+    walk.slot = 0;
+    walk.stage = Stage::Due;
+    walk.after = None;
+    walk.users.clear();
+    walk.devices = 0;
+    walk.records = None;
+    vanished().clear();
+}
+
+/// Frees what the walk holds (the module is unloaded).
+pub fn release() {
+    let mut walk = walk();
+    walk.records = None;
+    walk.users = BTreeSet::new();
+    *vanished() = Vec::new();
+}
+
+/// Does up to `budget` units of reconciliation (an entry or a record checked, an empty slot
+/// passed), stopping at `until`. Returns the units spent.
+pub fn run(ctx: &Context, now: Millis, budget: usize, until: Option<Instant>) -> usize {
+    let mut spent = 0;
+    let out_of_time = || until.is_some_and(|until| Instant::now() >= until);
+    while spent < budget && !out_of_time() {
+        let Some(user) = vanished().pop() else {
+            break;
+        };
+        if !store::exists(ctx, &keys::user_key(&user)) {
+            store::forget_listings(ctx, keys::slot(&user), &user);
+        }
+        spent += 1;
+    }
+    let mut walk = walk();
+    while spent < budget && !out_of_time() {
+        spent += step(ctx, &mut walk, now);
+    }
+    spent
+}
+
+/// One step of the walk; the units it spent.
+fn step(ctx: &Context, walk: &mut Walk, now: Millis) -> usize {
+    match walk.stage {
+        Stage::Due => {
+            let name = keys::due_key(walk.slot);
+            let batch = store::zset_members(ctx, &name, walk.after.as_ref(), BATCH);
+            let done = batch.len() < BATCH;
+            let spent = batch.len().max(1);
+            for (member, score) in batch {
+                check_due_entry(ctx, walk, &name, &member, score, now);
+                walk.after = Some((score, member));
+            }
+            if done {
+                let slot = walk.slot;
+                stats::DEVICES_ONLINE.set(slot, walk.devices);
+                stats::USERS_ONLINE.set(slot, walk.users.len() as i64);
+                walk.users.clear();
+                walk.devices = 0;
+                walk.after = None;
+                walk.scopes = listing::directory().scopes_in_slot(slot);
+                walk.stage = Stage::Listing(None);
+            }
+            spent
+        }
+        Stage::Listing(ref scope) => {
+            let scope = scope.clone();
+            let slot = walk.slot;
+            let name = keys::listing_key(slot, scope.as_deref());
+            let batch = store::zset_members(ctx, &name, walk.after.as_ref(), BATCH);
+            let done = batch.len() < BATCH;
+            let spent = batch.len().max(1);
+            for (member, score) in batch {
+                store::reconcile_listing_entry(
+                    ctx,
+                    slot,
+                    scope.as_deref(),
+                    &member,
+                    score as Millis,
+                    now,
+                );
+                walk.after = Some((score, member));
+            }
+            if done {
+                walk.after = None;
+                walk.stage = match walk.scopes.pop() {
+                    Some(next) => Stage::Listing(Some(next)),
+                    None if usize::from(slot) + 1 < keys::SLOTS => {
+                        walk.slot = slot + 1;
+                        Stage::Due
+                    }
+                    None => Stage::Records,
+                };
+            }
+            spent
+        }
+        Stage::Records => {
+            let cursor = walk
+                .records
+                .get_or_insert_with(|| Cursor(KeysCursor::new()));
+            let mut users: Vec<Vec<u8>> = Vec::new();
+            // Keys are only collected during the scan: it must not write.
+            let collect =
+                |_: &Context, name: &RedisString, _: Option<&redis_module::key::RedisKey>| {
+                    if let Some(user) = keys::parse_user_key(name.as_slice()) {
+                        users.push(user.to_vec());
+                    }
+                };
+            let more = cursor.0.scan(ctx, &collect);
+            let spent = 1 + 2 * users.len();
+            for user in users {
+                store::reconcile_user(ctx, &user);
+            }
+            if !more {
+                walk.records = None;
+                walk.slot = 0;
+                walk.stage = Stage::Due;
+                stats::RECONCILE_PASSES.add(1);
+            }
+            spent
+        }
+    }
+}
+
+/// One entry of a slot's due index: removed if it names no device, settled now if its deadline
+/// is one no heartbeat sets; else counted.
+fn check_due_entry(
+    ctx: &Context,
+    walk: &mut Walk,
+    name: &[u8],
+    member: &[u8],
+    score: f64,
+    now: Millis,
+) {
+    // A member that names no device, or a user of another slot (whose keys are not here).
+    let Some((user, device)) =
+        keys::parse_due_member(member).filter(|(user, _)| keys::slot(user) == walk.slot)
+    else {
+        store::drop_entry_if_due(ctx, name, member, None);
+        stats::REPAIRS.add(1);
+        return;
+    };
+    if score > now.saturating_add(args::MAX_TTL) as f64 {
+        store::settle_due_device(ctx, walk.slot, user, device, now);
+        store::drop_entry_if_due(ctx, name, member, None);
+        stats::REPAIRS.add(1);
+        return;
+    }
+    walk.devices += 1;
+    if !walk.users.contains(user) {
+        walk.users.insert(user.to_vec());
+    }
+}
