@@ -59,6 +59,7 @@ fn init(ctx: &Context, args: &[redis_module::RedisString]) -> Status {
         return Status::Err;
     }
     sweep::start(ctx);
+    lifecycle::warn_about_eviction(ctx);
     lifecycle::subscribe_to_other_events(ctx)
 }
 

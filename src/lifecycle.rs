@@ -5,7 +5,10 @@
 use crate::{guard, keys, listing, reconcile, store, sweep};
 use redis_module::server_events::{FlushSubevent, LoadingSubevent, ServerRole};
 use redis_module::{raw, Context, ContextFlags, NotifyEvent, Status};
-use redis_module_macros::{flush_event_handler, loading_event_handler, role_changed_event_handler};
+use redis_module_macros::{
+    config_changed_event_handler, flush_event_handler, loading_event_handler,
+    role_changed_event_handler,
+};
 
 /// Recounts the gauges and makes the sweep look at every slot again.
 fn resync(ctx: &Context) {
@@ -97,6 +100,49 @@ fn on_flush(ctx: &Context, event: FlushSubevent) {
     if event == FlushSubevent::Ended {
         guard::callback("a flush", || reread_all(ctx));
     }
+}
+
+#[config_changed_event_handler]
+fn on_config_changed(ctx: &Context, names: &[&str]) {
+    if names.iter().any(|name| name.starts_with("maxmemory")) {
+        guard::callback("a configuration change", || warn_about_eviction(ctx));
+    }
+}
+
+/// Logs a warning when the server may evict the module's keys (at load, and when `maxmemory`
+/// or `maxmemory-policy` changes): what each policy costs is in the README.
+pub fn warn_about_eviction(ctx: &Context) {
+    let setting = |name: &str| -> Option<String> {
+        match ctx.call("CONFIG", &["GET", name][..]).ok()? {
+            redis_module::RedisValue::Array(items) => match items.get(1)? {
+                redis_module::RedisValue::SimpleString(s)
+                | redis_module::RedisValue::BulkString(s) => Some(s.clone()),
+                redis_module::RedisValue::StringBuffer(b) => {
+                    Some(String::from_utf8_lossy(b).into_owned())
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    let (Some(maxmemory), Some(policy)) = (setting("maxmemory"), setting("maxmemory-policy"))
+    else {
+        return;
+    };
+    if maxmemory == "0" || policy == "noeviction" {
+        return;
+    }
+    let cost = if policy.starts_with("allkeys") {
+        "any presence key may be evicted: users vanish from listings and devices are announced \
+         offline late or (when both their record and their index entry go) never"
+    } else {
+        "the records of offline users (the only presence keys with a TTL) may be evicted: \
+         their last_seen is lost"
+    };
+    guard::log_warning(&format!(
+        "presence: maxmemory-policy is {policy} with maxmemory {maxmemory}: {cost}; the module \
+         repairs what remains (see the README, Memory and eviction); noeviction keeps all of it"
+    ));
 }
 
 /// Subscribes to the server events the crate has no wrapper for: shutdown (stop the sweep timer,

@@ -92,6 +92,7 @@ pub fn restart() {
     walk.devices = 0;
     walk.records = None;
     vanished().clear();
+    store::forget_vanished_users();
 }
 
 /// Frees what the walk holds (the module is unloaded).
@@ -111,8 +112,12 @@ pub fn run(ctx: &Context, now: Millis, budget: usize, until: Option<Instant>) ->
         let Some(user) = vanished().pop() else {
             break;
         };
-        if !store::exists(ctx, &keys::user_key(&user)) {
-            store::forget_listings(ctx, keys::slot(&user), &user);
+        let slot = keys::slot(&user);
+        // Still gone, and was listed: the user was online when the record went.
+        if !store::exists(ctx, &keys::user_key(&user)) && store::forget_listings(ctx, slot, &user) {
+            // Named by one of its devices when the slot's index (looked at briefly) has one.
+            let device = store::device_in_due(ctx, slot, &user, 256).unwrap_or_default();
+            store::announce_vanished(ctx, slot, &user, &device, now);
         }
         spent += 1;
     }

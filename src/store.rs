@@ -536,6 +536,13 @@ impl UserWrite {
     /// Writes what changed in `record` (hash fields, index entries, the record's expiry),
     /// replicates each effect with explicit values, and publishes the record's events.
     pub fn commit(self, ctx: &Context) {
+        if !self.record.is_empty() {
+            let mut vanished = vanished_users();
+            if !vanished.is_empty() {
+                // A record again: should it vanish, the user is announced again.
+                vanished.remove(&self.user);
+            }
+        }
         stats::TIMEOUTS.add(self.timed_out as i64);
         let (before, after) = (self.before.devices.len(), self.record.devices.len());
         let slot = self.keys.slot;
@@ -809,19 +816,71 @@ pub fn settle_due_device(
         write.commit(ctx);
         return gone;
     }
+    if write.before.is_empty() {
+        drop(write);
+        return announce_vanished(ctx, slot, user, device, at);
+    }
     write.record.lost(device, at);
     let lost = write.record.settle(write.now);
     stats::REPAIRS.add(1);
-    if write.before.is_empty() {
-        stats::TIMEOUTS.add(lost as i64);
-        events::publish(ctx, user, &write.record.events);
-        forget_listings(ctx, slot, user);
-        return lost;
-    }
     write.timed_out += lost;
     let gone = write.timed_out;
     write.commit(ctx);
     gone
+}
+
+/// Users announced offline after their record vanished, until a record of theirs is written
+/// again: each is announced once, by whichever of their surviving index or listing entries is met
+/// first. At most [`MAX_VANISHED_USERS`] are remembered; past that one may be announced twice.
+fn vanished_users() -> std::sync::MutexGuard<'static, std::collections::HashSet<Vec<u8>>> {
+    static USERS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<Vec<u8>>>> =
+        std::sync::LazyLock::new(Default::default);
+    USERS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+const MAX_VANISHED_USERS: usize = 1_000_000;
+
+/// Forgets which vanished users were announced (the keyspace was replaced).
+pub fn forget_vanished_users() {
+    *vanished_users() = Default::default();
+}
+
+/// A user whose record is gone (deleted, evicted, expired) still had `device` (empty: unknown)
+/// in an index or listing: announces them offline, as timed out at `at`, once, and takes them out
+/// of the slot's listings. Nothing is written back: a deleted record stays deleted. Returns the
+/// devices announced.
+pub fn announce_vanished(
+    ctx: &Context,
+    slot: u16,
+    user: &[u8],
+    device: &[u8],
+    at: Millis,
+) -> usize {
+    forget_listings(ctx, slot, user);
+    {
+        let mut announced = vanished_users();
+        if announced.contains(user) {
+            return 0;
+        }
+        if announced.len() >= MAX_VANISHED_USERS {
+            announced.clear();
+        }
+        announced.insert(user.to_vec());
+    }
+    let mut record = Record {
+        device_events: config::device_events(),
+        away_after: config::away_after(),
+        grace: config::grace(),
+        ..Record::default()
+    };
+    record.lost(device, at);
+    let lost = record.settle(now().max(at));
+    stats::TIMEOUTS.add(lost as i64);
+    stats::REPAIRS.add(1);
+    events::publish(ctx, user, &record.events);
+    lost
 }
 
 /// Settles `user` and makes their index entries, listings and TTL what the record says (the
@@ -858,12 +917,35 @@ pub fn reconcile_listing_entry(
     if wanted(ctx) == Some(score) {
         return false;
     }
+    if keys::slot(member) == slot && !exists(ctx, &keys::user_key(member)) {
+        // Listed, but the record is gone: announced offline (once), out of every listing.
+        announce_vanished(ctx, slot, member, b"", now);
+        set_listing(ctx, slot, scope, &string(member), None);
+        return true;
+    }
     if keys::slot(member) == slot {
         reconcile_user(ctx, member);
     }
     set_listing(ctx, slot, scope, &string(member), wanted(ctx));
     stats::REPAIRS.add(1);
     true
+}
+
+/// A device of `user` in the slot's due index, looked for among its first `limit` entries.
+pub fn device_in_due(ctx: &Context, slot: u16, user: &[u8], limit: usize) -> Option<Vec<u8>> {
+    let due = Key::open(ctx, &string(&keys::due_key(slot)), false);
+    let mut found = None;
+    let mut left = limit;
+    due.zset_walk(f64::NEG_INFINITY, f64::INFINITY, false, |member, _| {
+        if let Some((owner, device)) = keys::parse_due_member(member) {
+            if owner == user {
+                found = Some(device.to_vec());
+            }
+        }
+        left = left.saturating_sub(1);
+        found.is_none() && left > 0
+    });
+    found
 }
 
 /// Up to `limit` members of the sorted set `name` after `after` (score, then member, ascending;

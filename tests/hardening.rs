@@ -391,7 +391,8 @@ fn a_deleted_record_leaves_no_ghost_and_its_device_is_announced_offline() {
                 && info_field(&mut con, "devices_online") == 0
         }));
         assert!(listed(&mut con, None).is_empty());
-        // The device is announced when its deadline passes, with a seq above the one before.
+        // The user is announced offline (the record is gone: reads say so too), named by their
+        // device, with a seq above the one before; and only once (not again at the deadline).
         let got = global.take(1, Duration::from_secs(5));
         assert_eq!(
             got.len(),
@@ -489,5 +490,168 @@ fn garbage_members_in_indexes_and_listings_are_removed() {
             .query(&mut con)
             .unwrap();
         assert!(left.is_empty(), "{left:?}");
+    });
+}
+
+#[test]
+fn under_eviction_counts_agree_and_no_device_is_announced_twice() {
+    on_each_server(&["sweep-interval", "20", "timeout", "1500"], |srv| {
+        if srv.is_external() {
+            eprintln!("skipped on REDIS_URL: sets maxmemory and evicts");
+            return;
+        }
+        const USERS: usize = 3000;
+        let mut con = srv.con();
+        let mut global = Subscriber::new(srv, "SUBSCRIBE", &[b"presence:events"]);
+        let users: Vec<String> = (0..USERS).map(|i| format!("ev{i}")).collect();
+        let mut pipe = redis::pipe();
+        for user in &users {
+            pipe.cmd("PRESENCE.ONLINE")
+                .arg(user)
+                .arg("d")
+                .arg("SCOPE")
+                .arg("zone")
+                .ignore();
+        }
+        let _: () = pipe.query(&mut con).unwrap();
+        // Memory runs out while half of the users heartbeat: the server evicts keys of every kind.
+        let info: String = redis::cmd("INFO").arg("memory").query(&mut con).unwrap();
+        let used: i64 = info
+            .lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap();
+        run(
+            &mut con,
+            &["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"],
+        )
+        .unwrap();
+        run(
+            &mut con,
+            &["CONFIG", "SET", "maxmemory", &(used + 300_000).to_string()],
+        )
+        .unwrap();
+        let filler = "x".repeat(1000);
+        for round in 0..4 {
+            let mut pipe = redis::pipe();
+            for i in 0..500 {
+                pipe.cmd("SET")
+                    .arg(format!("fill:{round}:{i}"))
+                    .arg(&filler)
+                    .ignore();
+            }
+            for user in users.iter().step_by(2) {
+                pipe.cmd("PRESENCE.HEARTBEAT").arg(user).arg("d").ignore();
+            }
+            // Writes may be refused for memory meanwhile: what matters is what the keys become.
+            let _: redis::RedisResult<()> = pipe.query(&mut con);
+        }
+        let evicted = {
+            let info: String = redis::cmd("INFO").arg("stats").query(&mut con).unwrap();
+            info.lines()
+                .find_map(|l| l.strip_prefix("evicted_keys:"))
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .unwrap()
+        };
+        assert!(evicted > 1000, "the test must evict: {evicted}");
+        assert!(
+            srv.log().contains("maxmemory-policy is allkeys-lru"),
+            "no warning in the log"
+        );
+        run(&mut con, &["CONFIG", "SET", "maxmemory", "0"]).unwrap();
+        // A user of whom nothing is left (record, index entries and listing entries all evicted)
+        // cannot be announced; every other one must be.
+        let mut traceable: std::collections::BTreeSet<String> = Default::default();
+        let index_keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+            .arg("presence:*:{*")
+            .query(&mut con)
+            .unwrap();
+        for key in &index_keys {
+            let members: Vec<Vec<u8>> = redis::cmd("ZRANGE")
+                .arg(key)
+                .arg(0)
+                .arg(-1)
+                .query(&mut con)
+                .unwrap();
+            for member in members {
+                let member = String::from_utf8_lossy(&member).into_owned();
+                let user = match member.split(':').collect::<Vec<_>>()[..] {
+                    [_, user, _] => user.to_string(),
+                    _ => member,
+                };
+                traceable.insert(user);
+            }
+        }
+        let record_names: Vec<String> = redis::cmd("KEYS")
+            .arg("presence:{*")
+            .query(&mut con)
+            .unwrap();
+        traceable.extend(record_names.iter().map(|r| {
+            r.trim_start_matches("presence:{")
+                .trim_end_matches('}')
+                .to_string()
+        }));
+        // Every deadline passes; then two reconciliation passes run.
+        std::thread::sleep(Duration::from_millis(1600));
+        let passes = info_field(&mut con, "reconcile_passes");
+        assert!(wait_until(Duration::from_secs(60), || {
+            info_field(&mut con, "reconcile_passes") >= passes + 2
+        }));
+        assert_eq!(count(&mut con, None), 0);
+        assert_eq!(count(&mut con, Some("zone")), 0);
+        assert!(listed(&mut con, None).is_empty());
+        assert_eq!(info_field(&mut con, "users_online"), 0);
+        assert_eq!(info_field(&mut con, "devices_online"), 0);
+        let records: Vec<Vec<u8>> = redis::cmd("KEYS")
+            .arg("presence:{*")
+            .query(&mut con)
+            .unwrap();
+        for record in &records {
+            let fields: Vec<Vec<u8>> = redis::cmd("HKEYS").arg(record).query(&mut con).unwrap();
+            assert!(
+                !fields.iter().any(|f| f.starts_with(b"dev:")),
+                "{record:?} {fields:?}"
+            );
+            let ttl: i64 = redis::cmd("PTTL").arg(record).query(&mut con).unwrap();
+            assert!(ttl > 0, "{record:?} kept without a TTL");
+        }
+        // Heartbeats that met an evicted record or index entry made users flap while memory ran
+        // out; once everything stopped, each user's last event is offline, no offline event is
+        // repeated, and each user's seq only grows.
+        let events = global.take(4 * USERS, Duration::from_secs(3));
+        let mut seen: std::collections::BTreeMap<String, Vec<(String, i64)>> = Default::default();
+        for m in &events {
+            seen.entry(m.str("user").to_string())
+                .or_default()
+                .push((m.str("status").to_string(), m.int("seq")));
+        }
+        let mut left_online = Vec::new();
+        for (user, got) in &seen {
+            assert!(got.windows(2).all(|w| w[1].1 > w[0].1), "{user}: {got:?}");
+            assert!(
+                got.windows(2)
+                    .all(|w| !(w[0].0 == "offline" && w[1].0 == "offline")),
+                "{user}: announced offline twice: {got:?}"
+            );
+            if traceable.contains(user) && got.last().is_some_and(|(status, _)| status != "offline")
+            {
+                left_online.push(user.clone());
+            }
+        }
+        let offline = seen
+            .values()
+            .filter(|got| got.last().is_some_and(|(status, _)| status == "offline"))
+            .count();
+        assert!(
+            left_online.is_empty(),
+            "{} users never announced offline: {:?}",
+            left_online.len(),
+            &left_online[..left_online.len().min(5)]
+        );
+        eprintln!(
+            "{:?}: {evicted} keys evicted, {} of {USERS} users traceable, {offline} announced offline",
+            srv.kind,
+            traceable.len()
+        );
     });
 }
