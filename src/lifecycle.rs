@@ -26,6 +26,7 @@ fn reread_all(ctx: &Context) {
 
 /// Rebuilds the listing directory from the listing keys in the keyspace.
 fn rebuild_directory(ctx: &Context) {
+    listing::clear_dirty();
     let names = store::listing_keys(ctx);
     let mut directory = listing::directory();
     directory.clear();
@@ -36,8 +37,8 @@ fn rebuild_directory(ctx: &Context) {
     }
 }
 
-/// Keyspace notifications: a listing key in database 0 changed, whoever changed it (re-read its
-/// scores for the directory), or a key the sweep reads was restored (resharding moved it here: the
+/// Keyspace notifications: a listing key in database 0 changed, whoever changed it (marked for the
+/// directory to re-read once), or a key the sweep reads was restored (resharding moved it here: the
 /// sweep must look at its slot).
 pub fn on_keyspace_event(ctx: &Context, _kind: NotifyEvent, event: &str, key: &[u8]) {
     guard::callback("a keyspace notification", || {
@@ -46,6 +47,11 @@ pub fn on_keyspace_event(ctx: &Context, _kind: NotifyEvent, event: &str, key: &[
 }
 
 fn keyspace_event(ctx: &Context, event: &str, key: &[u8]) {
+    // SAFETY: the function exists on every supported server (checked at load).
+    let db = unsafe { raw::RedisModule_GetSelectedDb.unwrap_unchecked()(ctx.get_raw()) };
+    if db != 0 {
+        return;
+    }
     if matches!(event, "del" | "expired" | "evicted") && !listing::OwnWrite::in_progress() {
         // A master takes a user whose record vanished out of the listings (its sweep writes).
         if let Some(user) = keys::parse_user_key(key) {
@@ -63,17 +69,8 @@ fn keyspace_event(ctx: &Context, event: &str, key: &[u8]) {
         ("restore" | "del" | "expired" | "evicted", _) => keys::parse_index_key(key),
         _ => None,
     };
-    if listing.is_none() && restored_index.is_none() {
-        return;
-    }
-    // SAFETY: the function exists on every supported server (checked at load).
-    let db = unsafe { raw::RedisModule_GetSelectedDb.unwrap_unchecked()(ctx.get_raw()) };
-    if db != 0 {
-        return;
-    }
     if let Some((slot, scope)) = listing.filter(|_| !listing::OwnWrite::in_progress()) {
-        let scores = store::listing_scores(ctx, key);
-        listing::directory().set(scope, slot, scores);
+        listing::mark_dirty(scope, slot);
     }
     if let Some(slot) = restored_index {
         sweep::recheck(slot);

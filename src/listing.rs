@@ -159,6 +159,40 @@ impl Drop for OwnWrite {
     }
 }
 
+/// Listing keys changed by something else than the module's own writes (the replication stream
+/// on a replica, AOF loading, RESTORE, DEL, edits by hand), by scope and slot: their scores are
+/// read again once, before the directory is next used, rather than once per change (a replica
+/// applying a stream of ZADDs to one listing key would otherwise read the whole key for each).
+fn dirty() -> MutexGuard<'static, BTreeSet<(Option<Vec<u8>>, u16)>> {
+    static DIRTY: Mutex<BTreeSet<(Option<Vec<u8>>, u16)>> = Mutex::new(BTreeSet::new());
+    DIRTY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The listing key of `scope` in `slot` changed without telling the directory how.
+pub fn mark_dirty(scope: Option<&[u8]>, slot: u16) {
+    dirty().insert((scope.map(<[u8]>::to_vec), slot));
+}
+
+/// Re-reads the listing keys marked dirty with `scores_of` (scope, slot: the key's scores,
+/// lowest first), so the directory is exact again.
+pub fn refresh(mut scores_of: impl FnMut(Option<&[u8]>, u16) -> Vec<Millis>) {
+    let pending = std::mem::take(&mut *dirty());
+    if pending.is_empty() {
+        return;
+    }
+    for (scope, slot) in pending {
+        let scores = scores_of(scope.as_deref(), slot);
+        directory().set(scope.as_deref(), slot, scores);
+    }
+}
+
+/// Forgets the marks (the directory is rebuilt from the keyspace anyway).
+pub fn clear_dirty() {
+    *dirty() = BTreeSet::new();
+}
+
 /// The node's directory. Commands, notifications and server events all run on the main thread;
 /// the lock only satisfies the type system.
 pub fn directory() -> MutexGuard<'static, Directory> {

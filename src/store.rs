@@ -1055,6 +1055,12 @@ pub fn idle_candidates(
     .collect()
 }
 
+/// Brings the listing directory up to date with the listing keys changed by other means than the
+/// module's writes (see `listing::mark_dirty`). Called before the directory is read.
+pub fn refresh_directory(ctx: &Context) {
+    listing::refresh(|scope, slot| listing_scores(ctx, &keys::listing_key(slot, scope)));
+}
+
 /// The scores of the sorted set `name`, lowest first, as the listing directory keeps them.
 pub fn listing_scores(ctx: &Context, name: &[u8]) -> Vec<Millis> {
     Key::open(ctx, &string(name), false).zset_scores()

@@ -115,6 +115,8 @@ fn tick(ctx: &Context, _: ()) {
     TIMER_ARMED.store(false, Ordering::Relaxed);
     // The timer is armed again whatever the run did: a run that panicked is logged and retried.
     let backlog = crate::guard::callback("the sweep", || {
+        // On every node: a replica's directory follows its replication stream here.
+        store::refresh_directory(ctx);
         may_write(ctx) && run(ctx, config::sweep_budget(), Some(RUN_TIME_CAP)).backlog
     });
     if backlog == Some(true) {

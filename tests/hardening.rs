@@ -655,3 +655,67 @@ fn under_eviction_counts_agree_and_no_device_is_announced_twice() {
         );
     });
 }
+
+fn repl_offset(con: &mut redis::Connection, field: &str) -> i64 {
+    let info: String = redis::cmd("INFO").arg("replication").query(con).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(-1)
+}
+
+#[test]
+fn a_replica_and_an_aof_reload_apply_users_of_one_hash_tag_in_linear_time() {
+    if external().is_some() {
+        eprintln!("skipped on REDIS_URL: needs a replica and a restart of its own");
+        return;
+    }
+    for kind in kinds() {
+        const USERS: usize = 10_000;
+        let config = ["--appendonly", "yes", "--appendfsync", "always"];
+        let master = Server::start(kind, &[], &config);
+        let mut con = master.con();
+        let replica = Server::start_replica_of(&master);
+        let mut rcon = replica.con();
+        // Users sharing a hash tag (as the README suggests for BULK in a cluster) share one
+        // listing key per scope and one due index.
+        let started = std::time::Instant::now();
+        let mut pipe = redis::pipe();
+        for i in 0..USERS {
+            pipe.cmd("PRESENCE.ONLINE")
+                .arg(format!("{{team}}u{i}"))
+                .arg("d")
+                .arg("SCOPE")
+                .arg("team")
+                .ignore();
+        }
+        let _: () = pipe.query(&mut con).unwrap();
+        let master_took = started.elapsed();
+        let target = repl_offset(&mut con, "master_repl_offset");
+        assert!(wait_until(Duration::from_secs(60), || {
+            repl_offset(&mut rcon, "slave_repl_offset") >= target
+        }));
+        let replica_took = started.elapsed();
+        assert_eq!(count(&mut rcon, None), USERS as i64);
+        assert_eq!(count(&mut rcon, Some("team")), USERS as i64);
+        eprintln!("{kind:?}: master {master_took:?}, replica caught up after {replica_took:?}");
+        assert!(
+            replica_took < master_took + Duration::from_secs(1),
+            "{kind:?}: the replica took {replica_took:?} to apply what the master did in \
+             {master_took:?}"
+        );
+        drop(rcon);
+        drop(replica);
+        // The AOF holds the same stream: a restart replays it as fast.
+        let started = std::time::Instant::now();
+        let master = master.restart(&[], &config);
+        let reload_took = started.elapsed();
+        let mut con = master.con();
+        assert_eq!(count(&mut con, Some("team")), USERS as i64);
+        eprintln!("{kind:?}: AOF restart {reload_took:?}");
+        assert!(
+            reload_took < Duration::from_secs(3),
+            "{kind:?}: AOF restart took {reload_took:?}"
+        );
+    }
+}

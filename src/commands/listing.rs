@@ -12,6 +12,7 @@ use redis_module::{Context, RedisResult, RedisString, RedisValue};
 pub fn list(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 0)?;
     let cmd = args::list(&argv)?;
+    store::refresh_directory(ctx);
     let (positions, more) = {
         // Reading keys sends no notification, so nothing changes the directory meanwhile.
         let directory = listing::directory();
@@ -47,6 +48,7 @@ pub fn list(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 pub fn count(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 0)?;
     let scope = args::count(&argv)?;
+    store::refresh_directory(ctx);
     let n = listing::directory().count(scope);
     Ok(RedisValue::Integer(i64::try_from(n).unwrap_or(i64::MAX)))
 }
