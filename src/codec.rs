@@ -26,6 +26,7 @@
 //! ignores fields it does not know or cannot read (and devices without a deadline), so a hash
 //! edited by hand never makes a command fail.
 
+use crate::args::MAX_TTL;
 use crate::model::{Device, Leaving, Manual, Millis, Reason, Record, Status};
 use std::collections::BTreeMap;
 
@@ -181,14 +182,17 @@ impl Decoder {
         self.record.last_active = self.last_active.unwrap_or(self.record.since);
         for (id, connected_at, ttl) in self.devices {
             let device = match deadline(&id) {
-                // No heartbeat sets a deadline further than its TTL ahead.
-                Some(deadline) if deadline <= now.saturating_add(ttl) => Device {
-                    connected_at,
-                    last_heartbeat: deadline.saturating_sub(ttl),
-                    ttl,
-                    meta: None,
-                    context: None,
-                },
+                // No heartbeat sets a deadline further than its TTL ahead (with a margin of the
+                // longest TTL for clocks that differ: another node's, a step).
+                Some(deadline) if deadline <= now.saturating_add(ttl).saturating_add(MAX_TTL) => {
+                    Device {
+                        connected_at,
+                        last_heartbeat: deadline.saturating_sub(ttl),
+                        ttl,
+                        meta: None,
+                        context: None,
+                    }
+                }
                 _ => lost_device(connected_at, ttl, now),
             };
             self.record.devices.insert(id, device);

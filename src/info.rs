@@ -10,7 +10,8 @@ fn presence_info(ctx: &InfoContext, for_crash_report: bool) -> RedisResult<()> {
 }
 
 fn section(ctx: &InfoContext, for_crash_report: bool) -> RedisResult<()> {
-    let fields: [(&str, i64); 13] = [
+    let (clock_offset, master_skew) = crate::clock::offsets();
+    let fields: [(&str, i64); 15] = [
         ("users_online", stats::USERS_ONLINE.get()),
         ("devices_online", stats::DEVICES_ONLINE.get()),
         ("heartbeats", stats::HEARTBEATS.get()),
@@ -24,6 +25,8 @@ fn section(ctx: &InfoContext, for_crash_report: bool) -> RedisResult<()> {
         ("reconcile_passes", stats::RECONCILE_PASSES.get()),
         ("repairs", stats::REPAIRS.get()),
         ("panics", stats::PANICS.get()),
+        ("clock_offset_ms", clock_offset),
+        ("master_clock_skew_ms", master_skew.unwrap_or(0)),
     ];
     let mut section = ctx.builder().add_section("");
     for (name, value) in fields {

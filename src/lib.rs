@@ -4,6 +4,7 @@
 //! in `model`, the key layout in `keys`, `codec` and `store`, the handlers in `commands`.
 
 pub mod args;
+pub mod clock;
 pub mod codec;
 mod commands;
 pub mod config;
@@ -97,6 +98,7 @@ redis_module! {
         ["presence.contacts", guarded!("presence.contacts", commands::privacy::contacts), "write deny-oom", 1, 1, 1, ""],
         ["presence.list", guarded!("presence.list", commands::listing::list), "readonly", 0, 0, 0, ""],
         ["presence.count", guarded!("presence.count", commands::listing::count), "readonly fast", 0, 0, 0, ""],
+        ["presence.clock", guarded!("presence.clock", commands::sweep::clock), "readonly fast", 0, 0, 0, ""],
     ],
     event_handlers: [
         [@ZSET @GENERIC @EXPIRED @EVICTED: lifecycle::on_keyspace_event],

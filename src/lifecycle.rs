@@ -2,7 +2,7 @@
 //! the data changed under them (loading, promotion, flush, SWAPDB), and the keyspace notifications
 //! that keep the listing directory in step with the listing keys.
 
-use crate::{guard, keys, listing, reconcile, store, sweep};
+use crate::{clock, guard, keys, listing, reconcile, store, sweep};
 use redis_module::server_events::{FlushSubevent, LoadingSubevent, ServerRole};
 use redis_module::{raw, Context, ContextFlags, NotifyEvent, Status};
 use redis_module_macros::{
@@ -88,7 +88,10 @@ fn on_loading(ctx: &Context, event: LoadingSubevent) {
 fn on_role_changed(ctx: &Context, role: ServerRole) {
     // A promoted replica holds keys it never wrote: find their deadlines before sweeping.
     if role == ServerRole::Primary {
+        clock::promoted();
         guard::callback("a promotion", || resync(ctx));
+    } else {
+        clock::demoted();
     }
 }
 

@@ -11,10 +11,9 @@ use std::ffi::c_void;
 use std::os::raw::c_int;
 use std::ptr;
 
-/// The server's clock, in milliseconds since the epoch.
+/// The module's time, in milliseconds since the epoch (see `clock`).
 pub fn now() -> Millis {
-    // SAFETY: the function pointer is set by the server before any command runs.
-    unsafe { raw::RedisModule_Milliseconds.map_or(0, |f| f()) }
+    crate::clock::now()
 }
 
 /// Presence changes only on a master, whose sweep keeps it: a writable replica

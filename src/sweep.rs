@@ -35,6 +35,8 @@ const BATCH: usize = 128;
 const RUN_TIME_CAP: Duration = Duration::from_millis(1);
 /// Units of reconciliation (see `reconcile`) a run may do after its due work, within its time.
 const RECONCILE_BUDGET: usize = 512;
+/// How often a master sends its time to its replicas.
+const CLOCK_PERIOD: Duration = Duration::from_secs(1);
 /// Pause between runs while a backlog remains: none, the next run comes after the event loop has
 /// served the clients that are ready.
 const BACKLOG_PAUSE: Duration = Duration::from_millis(0);
@@ -117,12 +119,29 @@ fn tick(ctx: &Context, _: ()) {
     let backlog = crate::guard::callback("the sweep", || {
         // On every node: a replica's directory follows its replication stream here.
         store::refresh_directory(ctx);
+        if may_write(ctx) {
+            send_clock(ctx);
+        }
         may_write(ctx) && run(ctx, config::sweep_budget(), Some(RUN_TIME_CAP)).backlog
     });
     if backlog == Some(true) {
         return arm_in(ctx, BACKLOG_PAUSE);
     }
     arm(ctx);
+}
+
+/// Every second, a master sends its module time to its replicas (see `clock`).
+fn send_clock(ctx: &Context) {
+    static LAST_SENT: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+    let mut last = LAST_SENT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if last.is_some_and(|at| at.elapsed() < CLOCK_PERIOD) {
+        return;
+    }
+    *last = Some(Instant::now());
+    let now = store::now().to_string();
+    ctx.replicate("PRESENCE.CLOCK", &[now.as_bytes()]);
 }
 
 /// Stops the timer for good (the server is shutting down).

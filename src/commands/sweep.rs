@@ -2,7 +2,7 @@
 
 use super::arguments;
 use crate::{args, config, sweep};
-use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
+use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
 
 /// Most devices one PRESENCE.SWEEP may remove.
 const MAX_LIMIT: i64 = 100_000_000;
@@ -29,4 +29,26 @@ pub fn sweep(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     Ok(RedisValue::Integer(
         sweep::run(ctx, limit, None).removed as i64,
     ))
+}
+
+/// `PRESENCE.CLOCK ms`: a master's module time, which it sends to its replicas every second in
+/// the replication stream (see `clock`); a replica judges liveness by it. Refused from clients.
+pub fn clock(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    let flags = ctx.get_flags();
+    let replicated = flags.contains(ContextFlags::REPLICATED);
+    if !replicated && !flags.contains(ContextFlags::LOADING) {
+        return Err(RedisError::Str(
+            "ERR PRESENCE.CLOCK is sent by a master to its replicas, not by clients",
+        ));
+    }
+    let [_, ms] = &args[..] else {
+        return Err(RedisError::WrongArity);
+    };
+    // From an AOF being loaded it is old news; from the master it is its time now.
+    if replicated && !flags.contains(ContextFlags::LOADING) {
+        if let Ok(ms) = args::integer("ms", ms.as_slice()) {
+            crate::clock::master_time(ms);
+        }
+    }
+    Ok(RedisValue::SimpleStringStatic("OK"))
 }
