@@ -6,7 +6,7 @@ use crate::{clock, guard, keys, listing, reconcile, store, sweep};
 use redis_module::server_events::{FlushSubevent, LoadingSubevent, ServerRole};
 use redis_module::{raw, Context, ContextFlags, NotifyEvent, Status};
 use redis_module_macros::{
-    config_changed_event_handler, flush_event_handler, loading_event_handler,
+    config_changed_event_handler, cron_event_handler, flush_event_handler, loading_event_handler,
     role_changed_event_handler,
 };
 
@@ -100,6 +100,11 @@ fn on_flush(ctx: &Context, event: FlushSubevent) {
     if event == FlushSubevent::Ended {
         guard::callback("a flush", || reread_all(ctx));
     }
+}
+
+#[cron_event_handler]
+fn on_cron(ctx: &Context, _hz: u64) {
+    guard::callback("the sweep's watchdog", || sweep::watchdog(ctx));
 }
 
 #[config_changed_event_handler]

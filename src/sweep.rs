@@ -111,7 +111,34 @@ fn arm(ctx: &Context) {
 fn arm_in(ctx: &Context, period: Duration) {
     TIMER.store(ctx.create_timer(period, tick, ()), Ordering::Relaxed);
     TIMER_ARMED.store(true, Ordering::Relaxed);
+    *armed_at() = Some((Instant::now(), period));
 }
+
+/// When the timer was last armed, and for how long, by the monotonic clock.
+fn armed_at() -> std::sync::MutexGuard<'static, Option<(Instant, Duration)>> {
+    static ARMED_AT: std::sync::Mutex<Option<(Instant, Duration)>> = std::sync::Mutex::new(None);
+    ARMED_AT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The server's cron (every 1/hz s, by its monotonic clock): module timers are scheduled by the
+/// wall clock (Redis 7.0 and 7.2 alike), so after the wall clock steps back the timer would fire
+/// that much late. A timer overdue by more than a second is replaced.
+pub fn watchdog(ctx: &Context) {
+    let overdue = armed_at().is_some_and(|(at, period)| at.elapsed() > period + TIMER_GRACE);
+    if overdue && TIMER_ARMED.swap(false, Ordering::Relaxed) {
+        crate::guard::log_warning(
+            "presence: the sweep timer is overdue (the wall clock stepped back?): armed again",
+        );
+        // The data is a zero-sized `()`; nothing is freed wrongly.
+        let _ = ctx.stop_timer::<()>(TIMER.load(Ordering::Relaxed));
+        arm_in(ctx, BACKLOG_PAUSE);
+    }
+}
+
+/// How late the timer may be before the watchdog replaces it.
+const TIMER_GRACE: Duration = Duration::from_secs(1);
 
 fn tick(ctx: &Context, _: ()) {
     TIMER_ARMED.store(false, Ordering::Relaxed);

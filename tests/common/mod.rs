@@ -107,6 +107,17 @@ impl Server {
     /// `config` (`["--appendonly", "yes"]`). Against `REDIS_URL`, applies the module arguments
     /// with CONFIG SET instead.
     pub fn start(kind: Kind, module_args: &[&str], config: &[&str]) -> Server {
+        Server::start_with_env(kind, module_args, config, &[])
+    }
+
+    /// As [`start`](Server::start), with extra environment variables for the server process
+    /// (a started server only).
+    pub fn start_with_env(
+        kind: Kind,
+        module_args: &[&str],
+        config: &[&str],
+        env: &[(String, String)],
+    ) -> Server {
         if let Some(url) = external() {
             let mut server = Server {
                 kind,
@@ -138,7 +149,7 @@ impl Server {
         }
         let mut last_error = String::new();
         for _ in 0..3 {
-            match Self::try_start(kind, module_args, config) {
+            match Self::try_start_env(kind, module_args, config, env) {
                 Ok(server) => return server,
                 Err(e) => last_error = e,
             }
@@ -148,11 +159,20 @@ impl Server {
 
     /// Starts a server and returns its exit status and log if it fails to come up.
     pub fn try_start(kind: Kind, module_args: &[&str], config: &[&str]) -> Result<Server, String> {
+        Self::try_start_env(kind, module_args, config, &[])
+    }
+
+    fn try_start_env(
+        kind: Kind,
+        module_args: &[&str],
+        config: &[&str],
+        env: &[(String, String)],
+    ) -> Result<Server, String> {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("presence-test-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        Self::try_start_in(kind, module_args, config, dir, port)
+        Self::try_start_in(kind, module_args, config, env, dir, port)
     }
 
     /// Kills the server (SIGKILL, as a crash would) and starts a new one on the same data directory,
@@ -167,7 +187,7 @@ impl Server {
         drop(self);
         let mut last_error = String::new();
         for _ in 0..3 {
-            match Self::try_start_in(kind, module_args, config, dir.clone(), free_port()) {
+            match Self::try_start_in(kind, module_args, config, &[], dir.clone(), free_port()) {
                 Ok(server) => return server,
                 Err(e) => last_error = e,
             }
@@ -179,11 +199,13 @@ impl Server {
         kind: Kind,
         module_args: &[&str],
         config: &[&str],
+        env: &[(String, String)],
         dir: PathBuf,
         port: u16,
     ) -> Result<Server, String> {
         let log = dir.join("server.log");
         let mut cmd = Command::new(binary(kind));
+        cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         cmd.arg("--port")
             .arg(port.to_string())
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
@@ -308,6 +330,66 @@ impl Drop for Server {
             let _ = child.wait();
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+/// A wall clock that a test can step under a running server: an LD_PRELOAD shim
+/// (`tests/support/clockshift.c`, built here with `cc`) shifts the server's wall-clock readings
+/// by what [`set`](ClockShift::set) last wrote; its monotonic clock runs on.
+pub struct ClockShift {
+    file: PathBuf,
+}
+
+impl ClockShift {
+    pub fn new() -> ClockShift {
+        let shim = root().join("target/clockshift.so");
+        static BUILT: std::sync::Once = std::sync::Once::new();
+        BUILT.call_once(|| {
+            let out = root().join(format!("target/clockshift-{}.so", std::process::id()));
+            let status = Command::new("cc")
+                .args(["-shared", "-fPIC", "-O2", "-o"])
+                .arg(&out)
+                .arg(root().join("tests/support/clockshift.c"))
+                .arg("-ldl")
+                .status()
+                .expect("cc, to build the clock shim");
+            assert!(status.success(), "building the clock shim failed");
+            std::fs::rename(&out, &shim).expect("install the clock shim");
+        });
+        let file = std::env::temp_dir().join(format!("presence-clock-{}", unique("shift")));
+        std::fs::write(&file, 0i64.to_ne_bytes()).expect("clock shift file");
+        ClockShift { file }
+    }
+
+    /// The environment that makes a server read its wall clock through this shift.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "LD_PRELOAD".into(),
+                root().join("target/clockshift.so").display().to_string(),
+            ),
+            (
+                "PRESENCE_CLOCK_SHIFT_FILE".into(),
+                self.file.display().to_string(),
+            ),
+        ]
+    }
+
+    /// From now on the server's wall clock reads `ms` away from the real one.
+    pub fn set(&self, ms: i64) {
+        use std::io::{Seek, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.file)
+            .expect("clock shift file");
+        f.seek(std::io::SeekFrom::Start(0)).unwrap();
+        f.write_all(&ms.to_ne_bytes()).unwrap();
+    }
+}
+
+impl Drop for ClockShift {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.file);
     }
 }
 
