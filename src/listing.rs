@@ -40,7 +40,7 @@ impl Members {
         if scores.is_empty() {
             self.per_slot.remove(&slot);
         }
-        self.total = self.total + new_len - old_len;
+        self.total = (self.total + new_len).saturating_sub(old_len);
         if old_top != new_top {
             if let Some(top) = old_top {
                 self.tops.remove(&(top, slot));

@@ -439,6 +439,12 @@ impl Record {
     /// their latest heartbeat), a manual status that ran out ends, a connected user without
     /// activity for `away_after` becomes away. Returns how many devices were removed.
     pub fn settle(&mut self, now: Millis) -> usize {
+        self.settle_at_most(now, usize::MAX)
+    }
+
+    /// As [`settle`](Record::settle), but stops before removing more than `max_devices` devices
+    /// (a sweep's budget): what comes after stays for the next settling.
+    pub fn settle_at_most(&mut self, now: Millis, max_devices: usize) -> usize {
         let mut removed = 0;
         loop {
             let mut next: Option<(Millis, Due)> = None;
@@ -465,6 +471,7 @@ impl Record {
                 return removed;
             };
             match due {
+                Due::Device(_) if removed >= max_devices => return removed,
                 Due::Device(id) => {
                     if let Some(device) = self.devices.remove(&id) {
                         self.last_seen =
@@ -876,6 +883,24 @@ mod tests {
         online(&mut r, b"a", 100);
         r.lost(b"a", 50);
         assert_eq!(r.devices[b"a".as_slice()].deadline(), 100 + TTL);
+    }
+
+    #[test]
+    fn settling_at_most_n_devices_stops_in_time_order() {
+        let mut r = Record {
+            device_events: true,
+            ..Record::default()
+        };
+        for (id, ttl) in [(&b"a"[..], 100), (b"b", 200), (b"c", 300)] {
+            r.connect(id, ttl, None, 0, MAX).unwrap();
+        }
+        r.events.clear();
+        assert_eq!(r.settle_at_most(1000, 2), 2);
+        assert_eq!(r.devices.keys().collect::<Vec<_>>(), [&b"c".to_vec()]);
+        assert_eq!(r.settle_at_most(1000, 2), 1);
+        assert!(r.devices.is_empty());
+        let ts: Vec<Millis> = r.events.iter().map(|e| e.ts).collect();
+        assert_eq!(ts, [100, 200, 300]);
     }
 
     #[test]

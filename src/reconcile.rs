@@ -171,6 +171,11 @@ fn step(ctx: &Context, walk: &mut Walk, now: Millis) -> usize {
                 walk.after = Some((score, member));
             }
             if done {
+                if walk.after.is_some() {
+                    // The directory's copy of this key is read again too: it heals from the
+                    // keys alone, whatever it missed.
+                    listing::mark_dirty(scope.as_deref(), slot);
+                }
                 walk.after = None;
                 walk.stage = match walk.scopes.pop() {
                     Some(next) => Stage::Listing(Some(next)),
@@ -230,7 +235,7 @@ fn check_due_entry(
         return;
     };
     if score > now.saturating_add(args::MAX_TTL) as f64 {
-        store::settle_due_device(ctx, walk.slot, user, device, now);
+        store::settle_due_device(ctx, walk.slot, user, device, now, usize::MAX);
         store::drop_entry_if_due(ctx, name, member, None);
         stats::REPAIRS.add(1);
         return;

@@ -509,17 +509,28 @@ impl UserWrite {
     /// and settles the record at the server's current time. Transitions announce device-level
     /// events as the `device-events` setting says.
     pub fn open(ctx: &Context, user: &[u8]) -> Result<UserWrite, RedisError> {
+        UserWrite::open_settling_at_most(ctx, user, usize::MAX)
+    }
+
+    /// As [`open`](UserWrite::open), settling no more than `max_timeouts` devices (the sweep's
+    /// budget; the rest stay due).
+    pub fn open_settling_at_most(
+        ctx: &Context,
+        user: &[u8],
+        max_timeouts: usize,
+    ) -> Result<UserWrite, RedisError> {
         refuse_on_replica(ctx)?;
         let keys = UserKeys::open(ctx, user, true, true)?;
         let now = now();
         let before = keys.record(user, true, now);
+        check_listing_types(ctx, keys.slot, &before.scopes)?;
         let stored_timer = keys.timers.as_ref().and_then(|(_, timers)| {
             timers
                 .zset_score(&string(user))
                 .map(|score| score as Millis)
         });
         let mut record = before.clone();
-        let timed_out = record.settle(now);
+        let timed_out = record.settle_at_most(now, max_timeouts);
         Ok(UserWrite {
             now,
             stored_timer,
@@ -530,6 +541,12 @@ impl UserWrite {
             before,
             repair: false,
         })
+    }
+
+    /// Fails with WRONGTYPE, before anything changes, if a listing key of `scopes` (the user is
+    /// about to join them) holds another type.
+    pub fn check_scopes(&self, ctx: &Context, scopes: &[Vec<u8>]) -> Result<(), RedisError> {
+        check_listing_types(ctx, self.keys.slot, scopes)
     }
 
     /// Writes what changed in `record` (hash fields, index entries, the record's expiry),
@@ -728,6 +745,19 @@ impl UserWrite {
     }
 }
 
+/// WRONGTYPE if the slot's listing of everyone, or of one of `scopes`, is a key of another type
+/// than a sorted set (a write would leave the user out of it).
+fn check_listing_types(ctx: &Context, slot: u16, scopes: &[Vec<u8>]) -> Result<(), RedisError> {
+    let everyone = std::iter::once(keys::listing_key(slot, None));
+    let each_scope = scopes
+        .iter()
+        .map(|scope| keys::listing_key(slot, Some(scope)));
+    for name in everyone.chain(each_scope) {
+        Key::open(ctx, &string(&name), false).check_type(raw::KeyType::ZSet)?;
+    }
+    Ok(())
+}
+
 /// Puts `member` in the slot's listing (everyone, or a scope) with `score`, or takes it out
 /// (`None`), unless it is so already: tells the directory exactly what changed, then replicates
 /// and notifies (the notification is the directory's own news, so it skips re-reading the key).
@@ -806,8 +836,9 @@ pub fn settle_due_device(
     user: &[u8],
     device: &[u8],
     at: Millis,
+    max_timeouts: usize,
 ) -> usize {
-    let Ok(mut write) = UserWrite::open(ctx, user) else {
+    let Ok(mut write) = UserWrite::open_settling_at_most(ctx, user, max_timeouts.max(1)) else {
         return 0;
     };
     if write.record.devices.contains_key(device) || write.before.devices.contains_key(device) {

@@ -46,6 +46,8 @@ static CURSOR: AtomicUsize = AtomicUsize::new(0);
 /// The armed timer, so that a new `sweep-interval` can replace it at once.
 static TIMER: AtomicU64 = AtomicU64::new(0);
 static TIMER_ARMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The module is being unloaded or the server shut down: the timer stays stopped.
+static STOPPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 /// A context of the module's own, for re-arming the timer from a configuration change.
 static MODULE_CTX: AtomicPtr<raw::RedisModuleCtx> = AtomicPtr::new(std::ptr::null_mut());
 
@@ -98,6 +100,7 @@ pub fn start(ctx: &Context) {
     let own =
         unsafe { raw::RedisModule_GetDetachedThreadSafeContext.unwrap_unchecked()(ctx.get_raw()) };
     MODULE_CTX.store(own, Ordering::Relaxed);
+    STOPPED.store(false, Ordering::Relaxed);
     arm(ctx);
 }
 
@@ -126,6 +129,13 @@ fn armed_at() -> std::sync::MutexGuard<'static, Option<(Instant, Duration)>> {
 /// wall clock (Redis 7.0 and 7.2 alike), so after the wall clock steps back the timer would fire
 /// that much late. A timer overdue by more than a second is replaced.
 pub fn watchdog(ctx: &Context) {
+    if STOPPED.load(Ordering::Relaxed) {
+        return;
+    }
+    if !TIMER_ARMED.load(Ordering::Relaxed) {
+        // A run left it to the watchdog (see `tick`).
+        return arm_in(ctx, BACKLOG_PAUSE);
+    }
     let overdue = armed_at().is_some_and(|(at, period)| at.elapsed() > period + TIMER_GRACE);
     if overdue && TIMER_ARMED.swap(false, Ordering::Relaxed) {
         crate::guard::log_warning(
@@ -142,6 +152,7 @@ const TIMER_GRACE: Duration = Duration::from_secs(1);
 
 fn tick(ctx: &Context, _: ()) {
     TIMER_ARMED.store(false, Ordering::Relaxed);
+    let wall_at_start = wall_ms();
     // The timer is armed again whatever the run did: a run that panicked is logged and retried.
     let backlog = crate::guard::callback("the sweep", || {
         // On every node: a replica's directory follows its replication stream here.
@@ -151,10 +162,22 @@ fn tick(ctx: &Context, _: ()) {
         }
         may_write(ctx) && run(ctx, config::sweep_budget(), Some(RUN_TIME_CAP)).backlog
     });
+    if wall_ms() < wall_at_start {
+        // The wall clock stepped back during the run. The server's timer loop fires every timer
+        // due by the time it read before the run, so a timer armed now would fire at once, again
+        // and again, until the wall clock is back there: the watchdog arms it instead.
+        return;
+    }
     if backlog == Some(true) {
         return arm_in(ctx, BACKLOG_PAUSE);
     }
     arm(ctx);
+}
+
+/// The server's wall clock as it schedules module timers.
+fn wall_ms() -> Millis {
+    // SAFETY: the function pointer is set by the server before any callback runs.
+    unsafe { raw::RedisModule_Milliseconds.map_or(0, |f| f()) }
 }
 
 /// Every second, a master sends its module time to its replicas (see `clock`).
@@ -173,6 +196,7 @@ fn send_clock(ctx: &Context) {
 
 /// Stops the timer for good (the server is shutting down).
 pub fn stop(ctx: &Context) {
+    STOPPED.store(true, Ordering::Relaxed);
     if TIMER_ARMED.swap(false, Ordering::Relaxed) {
         // The data is a zero-sized `()`; nothing is freed wrongly.
         let _ = ctx.stop_timer::<()>(TIMER.load(Ordering::Relaxed));
@@ -257,7 +281,7 @@ pub fn run(ctx: &Context, budget: usize, time_cap: Option<Duration>) -> Outcome 
         .iter()
         .map(|hint| hint.load(Ordering::Relaxed))
         .filter(|&due| due != UNKNOWN && due <= now)
-        .map(|due| now - due)
+        .map(|due| now.saturating_sub(due))
         .max()
         .unwrap_or(0);
     stats::SWEEP_RUNS.add(1);
@@ -298,17 +322,24 @@ fn sweep_slot(
                     let device = keys::parse_due_member(&member)
                         .filter(|(user, _)| keys::slot(user) == slot);
                     let gone = match device {
-                        Some((user, device)) => {
-                            store::settle_due_device(ctx, slot, user, device, at)
-                        }
+                        Some((user, device)) => store::settle_due_device(
+                            ctx,
+                            slot,
+                            user,
+                            device,
+                            at,
+                            room_left(limits, spent),
+                        ),
                         None => 0,
                     };
-                    // Gone with its device, unless the record did not explain it.
-                    store::drop_entry_if_due(ctx, &keys::due_key(slot), &member, Some(now));
+                    // Gone with its device, unless no record explained it.
+                    if gone == 0 {
+                        store::drop_entry_if_due(ctx, &keys::due_key(slot), &member, Some(now));
+                    }
                     gone
                 }
                 store::DueEntry::Timer(user) => {
-                    let gone = settle_user(ctx, &user);
+                    let gone = settle_user(ctx, &user, room_left(limits, spent));
                     store::drop_entry_if_due(ctx, &keys::timers_key(slot), &user, Some(now));
                     gone
                 }
@@ -360,7 +391,7 @@ fn check_idle(
             break;
         }
         for user in batch {
-            let gone = settle_user(ctx, &user.user);
+            let gone = settle_user(ctx, &user.user, room_left(limits, *spent));
             idle_checked()[usize::from(slot)] = Some(user);
             *spent += gone.max(1);
             *removed += gone;
@@ -377,9 +408,15 @@ fn check_idle(
     )
 }
 
-/// Removes a user's devices that are past their deadline, as every write does first.
-fn settle_user(ctx: &Context, user: &[u8]) -> usize {
-    match store::UserWrite::open(ctx, user) {
+/// What is left of the run's budget after `spent` (at least one, so each step moves on).
+fn room_left(limits: &Limits, spent: usize) -> usize {
+    limits.budget.saturating_sub(spent).max(1)
+}
+
+/// Removes a user's devices that are past their deadline (at most `max`), as every write does
+/// first.
+fn settle_user(ctx: &Context, user: &[u8], max: usize) -> usize {
+    match store::UserWrite::open_settling_at_most(ctx, user, max) {
         Ok(write) => {
             let gone = write.timed_out;
             write.commit(ctx);

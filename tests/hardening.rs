@@ -264,8 +264,13 @@ fn garbage_in_the_module_keys_never_takes_the_server_down() {
                     if let Err(e) = &reply {
                         assert!(
                             !e.contains("internal error") && !e.contains("connection"),
-                            "{:?} -> {e} (seed {seed})",
-                            String::from_utf8_lossy(&args.concat())
+                            "{:?} -> {e} (seed {seed}); log: {}",
+                            String::from_utf8_lossy(&args.concat()),
+                            srv.log()
+                                .lines()
+                                .filter(|l| l.contains("internal error"))
+                                .collect::<Vec<_>>()
+                                .join("\n")
                         );
                     }
                     assert!(
@@ -718,4 +723,112 @@ fn a_replica_and_an_aof_reload_apply_users_of_one_hash_tag_in_linear_time() {
             "{kind:?}: AOF restart took {reload_took:?}"
         );
     }
+}
+
+#[test]
+fn a_listing_key_of_another_type_refuses_writes_with_wrongtype() {
+    on_each_server(&[], |srv| {
+        if srv.is_external() {
+            eprintln!("skipped on REDIS_URL: overwrites a shared listing key");
+            return;
+        }
+        let mut con = srv.con();
+        run(&mut con, &["PRESENCE.ONLINE", "wt", "d", "SCOPE", "room"]).unwrap();
+        let everyone = only_key(&mut con, "presence:online:*");
+        let room = only_key(&mut con, "presence:scope:*");
+        run(&mut con, &["PRESENCE.OFFLINE", "wt", "d"]).unwrap();
+        call(&mut con, &[b"SET", &everyone, b"not a listing"]).unwrap();
+        let before = snapshot(&mut con);
+        let e = run(&mut con, &["PRESENCE.ONLINE", "wt", "d"]).unwrap_err();
+        assert!(e.starts_with("WRONGTYPE"), "{e}");
+        assert_eq!(
+            snapshot(&mut con),
+            before,
+            "a refused write changed something"
+        );
+        call(&mut con, &[b"DEL", &everyone]).unwrap();
+        call(&mut con, &[b"SET", &room, b"not a listing"]).unwrap();
+        let e = run(&mut con, &["PRESENCE.ONLINE", "wt", "d", "SCOPE", "room"]).unwrap_err();
+        assert!(e.starts_with("WRONGTYPE"), "{e}");
+        // Without the scope, the user comes online.
+        assert_eq!(
+            int(&run(&mut con, &["PRESENCE.ONLINE", "wt", "d"]).unwrap()),
+            1
+        );
+    });
+}
+
+#[test]
+fn sweep_limit_is_exact_even_inside_one_user() {
+    on_each_server(&["sweep-interval", "60000"], |srv| {
+        if srv.is_external() {
+            eprintln!("skipped on REDIS_URL: other devices may be due");
+            return;
+        }
+        let mut con = srv.con();
+        for device in ["a", "b", "c"] {
+            run(
+                &mut con,
+                &["PRESENCE.ONLINE", "three", device, "TTL", "100"],
+            )
+            .unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(150));
+        assert_eq!(sweep_until_some(&mut con, "2"), 2);
+        let fields: Vec<String> = redis::cmd("HKEYS")
+            .arg("presence:{three}")
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(
+            fields.iter().filter(|f| f.starts_with("dev:")).count(),
+            1,
+            "{fields:?}"
+        );
+        assert_eq!(sweep_until_some(&mut con, "2"), 1);
+    });
+}
+
+/// PRESENCE.SWEEP LIMIT `limit` until a call removes something (each call stops at 10 ms, which
+/// after a start may pass before it meets a device: the sweep does not yet know which slots are
+/// empty); what that call removed.
+fn sweep_until_some(con: &mut redis::Connection, limit: &str) -> i64 {
+    for _ in 0..1000 {
+        let removed = int(&run(con, &["PRESENCE.SWEEP", "LIMIT", limit]).unwrap());
+        if removed > 0 {
+            return removed;
+        }
+    }
+    0
+}
+
+#[test]
+fn sweep_stops_at_its_time_cap_whatever_its_limit() {
+    on_each_server(&["sweep-interval", "60000", "timeout", "100"], |srv| {
+        if srv.is_external() {
+            eprintln!("skipped on REDIS_URL: builds a backlog of its own");
+            return;
+        }
+        let mut con = srv.con();
+        let users: Vec<String> = (0..20_000).map(|i| format!("cap{i}")).collect();
+        online(&mut con, &users);
+        std::thread::sleep(Duration::from_millis(150));
+        let started = std::time::Instant::now();
+        let first = int(&run(&mut con, &["PRESENCE.SWEEP", "LIMIT", "100000000"]).unwrap());
+        let took = started.elapsed();
+        assert!(first < 20_000, "one call removed them all");
+        assert!(took < Duration::from_millis(200), "{took:?}");
+        let mut removed = first;
+        while removed < 20_000 {
+            removed += sweep_until_some(&mut con, "100000000");
+        }
+        assert_eq!(removed, 20_000);
+    });
+}
+
+fn online(con: &mut redis::Connection, users: &[String]) {
+    let mut pipe = redis::pipe();
+    for user in users {
+        pipe.cmd("PRESENCE.ONLINE").arg(user).arg("d").ignore();
+    }
+    let _: () = pipe.query(con).unwrap();
 }

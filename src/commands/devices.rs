@@ -10,6 +10,9 @@ pub fn online(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 2)?;
     let cmd = args::online(&argv)?;
     let mut write = store::UserWrite::open(ctx, cmd.user)?;
+    if let Some(scopes) = &cmd.scopes {
+        write.check_scopes(ctx, scopes)?;
+    }
     let ttl = cmd.ttl.unwrap_or_else(config::timeout);
     let known = write.record.devices.contains_key(cmd.device);
     let count =

@@ -284,10 +284,13 @@ impl Server {
     }
 
     fn try_con(&self) -> Option<Connection> {
-        redis::Client::open(self.url.as_str())
+        let con = redis::Client::open(self.url.as_str())
             .ok()?
             .get_connection_with_timeout(Duration::from_secs(5))
-            .ok()
+            .ok()?;
+        // A server that stops answering fails the test instead of hanging it.
+        con.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
+        Some(con)
     }
 
     /// A RESP2 connection.
