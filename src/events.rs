@@ -8,14 +8,20 @@ use serde::Serialize;
 use std::borrow::Cow;
 use std::ptr;
 
-/// The JSON payload. Ids that are not UTF-8 appear with U+FFFD in place of invalid bytes.
+/// The JSON payload. An id that is not UTF-8 appears with U+FFFD in place of invalid bytes, and
+/// exactly, in base64, in `user_b64` / `device_b64` (present only then): distinct ids never
+/// look alike to a consumer that reads those.
 #[derive(Serialize)]
 struct Payload<'a> {
     user: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_b64: Option<String>,
     status: &'static str,
     prev: &'static str,
     reason: &'static str,
     device: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_b64: Option<String>,
     devices: usize,
     last_seen: Option<i64>,
     ts: i64,
@@ -26,16 +32,45 @@ impl<'a> Payload<'a> {
     fn new(user: &'a [u8], e: &'a Event) -> Self {
         Payload {
             user: String::from_utf8_lossy(user),
+            user_b64: exact(user),
             status: e.status.as_str(),
             prev: e.prev.as_str(),
             reason: e.reason.as_str(),
             device: String::from_utf8_lossy(&e.device),
+            device_b64: exact(&e.device),
             devices: e.devices,
             last_seen: e.last_seen,
             ts: e.ts,
             seq: e.seq,
         }
     }
+}
+
+/// The id in base64 when it is not UTF-8 (JSON text cannot carry it as it is).
+fn exact(id: &[u8]) -> Option<String> {
+    std::str::from_utf8(id).is_err().then(|| base64(id))
+}
+
+/// Standard base64 (RFC 4648, with padding).
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// The payload of `event` as published.
@@ -126,4 +161,31 @@ fn append(ctx: &Context, stream: &str, user: &[u8], e: &Event) {
 
 fn string(bytes: &[u8]) -> RedisString {
     RedisString::create_from_slice(ptr::null_mut(), bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_rfc_examples() {
+        for (plain, coded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), coded);
+        }
+    }
+
+    #[test]
+    fn ids_that_are_not_utf8_are_given_exactly() {
+        assert_eq!(exact(b"alice"), None);
+        assert_eq!(exact(b"bad\xff").as_deref(), Some("YmFk/w=="));
+        assert_eq!(exact(b"bad\xfe").as_deref(), Some("YmFk/g=="));
+    }
 }

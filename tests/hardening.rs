@@ -832,3 +832,30 @@ fn online(con: &mut redis::Connection, users: &[String]) {
     }
     let _: () = pipe.query(con).unwrap();
 }
+
+#[test]
+fn ids_that_are_not_utf8_stay_distinct_in_events() {
+    on_each_server(&[], |srv| {
+        let mut global = Subscriber::new(srv, "SUBSCRIBE", &[b"presence:events"]);
+        let mut con = srv.con();
+        let ids: [&[u8]; 3] = [b"bad\xff", b"bad\xfe", b"bad\xef\xbf\xbd"];
+        for id in ids {
+            call(&mut con, &[b"PRESENCE.ONLINE", id, b"d\xff"]).unwrap();
+        }
+        let got = global.take(3, Duration::from_secs(5));
+        assert_eq!(got.len(), 3);
+        let exact: Vec<(&str, &str)> = got
+            .iter()
+            .map(|m| (m.str("user_b64"), m.str("device_b64")))
+            .collect();
+        assert_eq!(
+            exact,
+            [("YmFk/w==", "ZP8="), ("YmFk/g==", "ZP8="), ("", "ZP8=")],
+            "the third id is UTF-8 (U+FFFD itself): no user_b64"
+        );
+        assert_eq!(got[2].str("user"), "bad\u{fffd}");
+        for id in ids {
+            call(&mut con, &[b"PRESENCE.OFFLINE", id, b"d\xff"]).unwrap();
+        }
+    });
+}
