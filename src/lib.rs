@@ -69,6 +69,8 @@ fn init(ctx: &Context, args: &[redis_module::RedisString]) -> Status {
 fn deinit(ctx: &Context) -> Status {
     sweep::stop(ctx);
     reconcile::release();
+    store::forget_vanished_users();
+    listing::clear_dirty();
     listing::directory().clear();
     config::EVENTS_CHANNEL.release();
     config::EVENTS_STREAM.release();
