@@ -7,7 +7,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use presence::listing::{self, Position};
-use presence::model::{Manual, Record, Status};
+use presence::model::{self, Manual, Record, Status};
 use presence::{args, codec};
 
 fn parsing(data: &[u8]) {
@@ -150,7 +150,9 @@ fn model(data: &[u8]) {
         }
 
         for event in &record.events {
-            assert_eq!(event.seq, last_seq + 1, "seq must grow by one");
+            // The first from the time (model::next_seq), then one more each.
+            let expected = model::next_seq(last_seq, event.ts);
+            assert_eq!(event.seq, expected, "seq must start from the time, then grow by one");
             last_seq = event.seq;
         }
         record.events.clear();
@@ -177,7 +179,7 @@ fn model(data: &[u8]) {
         let back = codec::decode(
             fields.iter().map(|(f, v)| (f.as_slice(), v.as_slice())),
             |id| due.get(id).copied(),
-            Millis::MAX,
+            i64::MAX,
         );
         let mut expected = record.clone();
         expected.device_events = false;
