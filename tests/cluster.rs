@@ -63,6 +63,7 @@ impl Cluster {
     fn start(kind: Kind, module_args: &[&str]) -> Cluster {
         let server = match kind {
             Kind::Redis => "redis",
+            Kind::Redis72 => "redis7.2",
             Kind::Valkey => "valkey",
         };
         let mut last = String::new();

@@ -3,8 +3,9 @@
 //!
 //! Environment:
 //! - `PRESENCE_MODULE`: the module to load (default `target/debug/libpresence.so`).
-//! - `REDIS_SERVER`, `VALKEY_SERVER`: the server binaries (defaults: `redis-server` on the PATH and
-//!   `.deps/valkey/valkey-server`, where `scripts/deps.sh` puts it).
+//! - `REDIS_SERVER`, `REDIS72_SERVER`, `VALKEY_SERVER`: the server binaries (defaults:
+//!   `redis-server` on the PATH (Redis 7.0), `.deps/redis-7.2/redis-server` and
+//!   `.deps/valkey/valkey-server`, where `scripts/deps.sh` puts them).
 //! - `REDIS_URL`: run against that already running server (with the module loaded) instead of
 //!   starting servers; tests that need servers of their own (replicas, restarts) are skipped.
 #![allow(dead_code)]
@@ -18,7 +19,10 @@ use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
+    /// Debian's Redis 7.0.
     Redis,
+    /// Redis 7.2.6, built from source by `scripts/deps.sh`.
+    Redis72,
     Valkey,
 }
 
@@ -53,6 +57,17 @@ pub fn binary(kind: Kind) -> PathBuf {
         Kind::Redis => std::env::var_os("REDIS_SERVER")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("redis-server")),
+        Kind::Redis72 => {
+            let path = std::env::var_os("REDIS72_SERVER")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root().join(".deps/redis-7.2/redis-server"));
+            assert!(
+                path.exists(),
+                "Redis 7.2 not found at {}: run scripts/deps.sh (scripts/test.sh does)",
+                path.display()
+            );
+            path
+        }
         Kind::Valkey => {
             let path = std::env::var_os("VALKEY_SERVER")
                 .map(PathBuf::from)
@@ -77,7 +92,7 @@ pub fn kinds() -> Vec<Kind> {
     if external().is_some() {
         vec![Kind::Redis]
     } else {
-        vec![Kind::Redis, Kind::Valkey]
+        vec![Kind::Redis, Kind::Redis72, Kind::Valkey]
     }
 }
 
