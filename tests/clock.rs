@@ -13,14 +13,6 @@ use std::time::Duration;
 
 const HOUR: i64 = 3600 * 1000;
 
-fn info_field(con: &mut redis::Connection, field: &str) -> i64 {
-    let info: String = redis::cmd("INFO").arg("presence").query(con).unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("presence_{field}:")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no presence_{field} in INFO"))
-}
-
 /// Heartbeats `users` every 300 ms against the server on `port` until `stop` is set; returns how
 /// many heartbeats found their device gone (replied 0).
 fn heartbeat(port: u16, users: Vec<String>, stop: Arc<AtomicBool>) -> JoinHandle<i64> {
@@ -58,20 +50,27 @@ fn online(con: &mut redis::Connection, users: &[String], ttl: &str) {
     let _: () = pipe.query(con).unwrap();
 }
 
-#[test]
-fn a_step_forward_of_an_hour_announces_no_one_offline() {
+/// A server of each kind whose wall clock the test steps (none on REDIS_URL: said so).
+fn servers_with_a_clock_to_step() -> Vec<(ClockShift, Server)> {
     if external().is_some() {
         eprintln!("skipped on REDIS_URL: steps the clock of servers of its own");
-        return;
+        return Vec::new();
     }
-    for kind in kinds() {
-        let clock = ClockShift::new();
-        let server = Server::start_with_env(
-            kind,
-            &["sweep-interval", "20", "away-after", "0"],
-            &[],
-            &clock.env(),
-        );
+    kinds()
+        .into_iter()
+        .map(|kind| {
+            let clock = ClockShift::new();
+            let args = ["sweep-interval", "20", "away-after", "0"];
+            let server = Server::start_with_env(kind, &args, &[], &clock.env());
+            (clock, server)
+        })
+        .collect()
+}
+
+#[test]
+fn a_step_forward_of_an_hour_announces_no_one_offline() {
+    for (clock, server) in servers_with_a_clock_to_step() {
+        let kind = server.kind;
         let mut con = server.con();
         let users: Vec<String> = (0..200).map(|i| format!("fw{i}")).collect();
         online(&mut con, &users, "1500");
@@ -107,18 +106,8 @@ fn a_step_forward_of_an_hour_announces_no_one_offline() {
 
 #[test]
 fn after_a_step_back_of_an_hour_dead_devices_still_expire_on_time() {
-    if external().is_some() {
-        eprintln!("skipped on REDIS_URL: steps the clock of servers of its own");
-        return;
-    }
-    for kind in kinds() {
-        let clock = ClockShift::new();
-        let server = Server::start_with_env(
-            kind,
-            &["sweep-interval", "20", "away-after", "0"],
-            &[],
-            &clock.env(),
-        );
+    for (clock, server) in servers_with_a_clock_to_step() {
+        let kind = server.kind;
         let mut con = server.con();
         let dead: Vec<String> = (0..100).map(|i| format!("bk{i}")).collect();
         let mut events = Subscriber::new(&server, "SUBSCRIBE", &[b"presence:events"]);

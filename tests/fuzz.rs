@@ -12,27 +12,6 @@ use redis::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-/// splitmix64: small, seedable, good enough to pick arguments.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-}
-
 /// A user or device id: mostly from a small pool, so state builds up; sometimes odd.
 fn id(rng: &mut Rng, pool: &str) -> Vec<u8> {
     match rng.below(20) {
@@ -371,10 +350,7 @@ fn call_bytes(con: &mut redis::Connection, args: &[&[u8]]) -> Value {
 
 #[test]
 fn random_calls_never_crash_and_leave_consistent_keys() {
-    let seed: u64 = std::env::var("PRESENCE_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| epoch_ms() as u64);
+    let seed = fuzz_seed();
     let calls: usize = std::env::var("PRESENCE_FUZZ_CALLS")
         .ok()
         .and_then(|s| s.parse().ok())

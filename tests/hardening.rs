@@ -18,14 +18,6 @@ fn alive(con: &mut redis::Connection) -> bool {
     redis::cmd("PING").query::<String>(con).is_ok()
 }
 
-fn info_field(con: &mut redis::Connection, field: &str) -> i64 {
-    let info: String = redis::cmd("INFO").arg("presence").query(con).unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("presence_{field}:")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no presence_{field} in INFO"))
-}
-
 #[test]
 fn a_due_member_with_an_overflowing_length_is_dropped_not_fatal() {
     on_each_server(&["sweep-interval", "20"], |srv| {
@@ -57,27 +49,6 @@ fn a_due_member_with_an_overflowing_length_is_dropped_not_fatal() {
         assert_eq!(text(&g["status"]), "online");
         assert_eq!(info_field(&mut con, "panics"), 0);
     });
-}
-
-/// splitmix64, seeded, so a failing run can be replayed (`PRESENCE_FUZZ_SEED`).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len() as u64) as usize]
-    }
 }
 
 const USERS: [&str; 6] = ["u0", "u1", "u2", "u3", "{t}u4", "u5"];
@@ -224,10 +195,7 @@ fn send(con: &mut redis::Connection, args: &[Vec<u8>]) -> Result<redis::Value, S
 
 #[test]
 fn garbage_in_the_module_keys_never_takes_the_server_down() {
-    let seed: u64 = std::env::var("PRESENCE_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| epoch_ms() as u64);
+    let seed = fuzz_seed();
     let rounds: usize = std::env::var("PRESENCE_KEYSPACE_FUZZ_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())

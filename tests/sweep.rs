@@ -160,14 +160,6 @@ fn a_mass_expiry_is_swept_over_several_runs_while_the_server_keeps_answering() {
     });
 }
 
-fn info_field(con: &mut redis::Connection, name: &str) -> i64 {
-    let info: String = redis::cmd("INFO").arg("presence").query(con).unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("presence_{name}:")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing from {info}"))
-}
-
 #[test]
 fn devices_that_expired_while_the_server_was_down_are_announced_after_restart() {
     if external().is_some() {

@@ -564,6 +564,48 @@ pub fn snapshot(con: &mut Connection) -> Snapshot {
     out
 }
 
+/// A field of `INFO presence` (`field` without the `presence_` prefix), as a number.
+pub fn info_field(con: &mut Connection, field: &str) -> i64 {
+    let info: String = redis::cmd("INFO").arg("presence").query(con).expect("INFO");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("presence_{field}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no presence_{field} in {info}"))
+}
+
+/// splitmix64: small, seedable, good enough to pick random test input.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+
+    pub fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// The seed of a randomized test: `PRESENCE_FUZZ_SEED` to replay one, else from the clock.
+pub fn fuzz_seed() -> u64 {
+    std::env::var("PRESENCE_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| epoch_ms() as u64)
+}
+
 /// The `seq` of each user's latest event, as stored in their record (ids without braces).
 pub fn stored_seqs(con: &mut Connection, users: &[&str]) -> Vec<i64> {
     let mut pipe = redis::pipe();
