@@ -4,7 +4,7 @@
 //!
 //! A pass walks, in order:
 //! 1. every slot: its due index (members that name no device are removed; a deadline no heartbeat
-//!    could set is treated as due now; the slot's users and devices are recounted for the INFO
+//!    could set, more than twice the longest TTL ahead, is treated as due now; the slot's users and devices are recounted for the INFO
 //!    gauges), then its listings (everyone's, and each scope's the directory knows there): an
 //!    entry whose member's record does not list them so is removed or corrected;
 //! 2. every key of the keyspace, with a scan cursor: each user record is settled and its index
@@ -234,7 +234,9 @@ fn check_due_entry(
         stats::REPAIRS.add(1);
         return;
     };
-    if score > now.saturating_add(args::MAX_TTL) as f64 {
+    // Beyond what the record's decoding accepts for any TTL (see `codec::Decoder::finish`), so
+    // settling the user removes the device and its entry together.
+    if score > now.saturating_add(2 * args::MAX_TTL) as f64 {
         store::settle_due_device(ctx, walk.slot, user, device, now, usize::MAX);
         store::drop_entry_if_due(ctx, name, member, None);
         stats::REPAIRS.add(1);
