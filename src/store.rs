@@ -509,11 +509,14 @@ impl UserWrite {
     /// and settles the record at the server's current time. Transitions announce device-level
     /// events as the `device-events` setting says.
     pub fn open(ctx: &Context, user: &[u8]) -> Result<UserWrite, RedisError> {
-        UserWrite::open_settling_at_most(ctx, user, usize::MAX)
+        let write = UserWrite::open_settling_at_most(ctx, user, usize::MAX)?;
+        check_listing_types(ctx, write.keys.slot, &write.before.scopes)?;
+        Ok(write)
     }
 
     /// As [`open`](UserWrite::open), settling no more than `max_timeouts` devices (the sweep's
-    /// budget; the rest stay due).
+    /// budget; the rest stay due), and without checking the listing keys' types first (the
+    /// sweep's writes skip a listing key of another type: the record stays right).
     pub fn open_settling_at_most(
         ctx: &Context,
         user: &[u8],
@@ -523,7 +526,6 @@ impl UserWrite {
         let keys = UserKeys::open(ctx, user, true, true)?;
         let now = now();
         let before = keys.record(user, true, now);
-        check_listing_types(ctx, keys.slot, &before.scopes)?;
         let stored_timer = keys.timers.as_ref().and_then(|(_, timers)| {
             timers
                 .zset_score(&string(user))

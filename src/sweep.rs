@@ -34,7 +34,7 @@ const BATCH: usize = 128;
 /// one right after the other with the event loop serving clients in between.
 const RUN_TIME_CAP: Duration = Duration::from_millis(1);
 /// Units of reconciliation (see `reconcile`) a run may do after its due work, within its time.
-const RECONCILE_BUDGET: usize = 512;
+const RECONCILE_BUDGET: usize = 64;
 /// How often a master sends its time to its replicas.
 const CLOCK_PERIOD: Duration = Duration::from_secs(1);
 /// Pause between runs while a backlog remains: none, the next run comes after the event loop has
