@@ -119,8 +119,8 @@ fn state() -> MutexGuard<'static, State> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// This server's wall clock, in milliseconds since the epoch.
-fn wall() -> Millis {
+/// This server's wall clock, in milliseconds since the epoch (as it schedules module timers too).
+pub fn wall() -> Millis {
     // SAFETY: the function pointer is set by the server before any command runs.
     unsafe { redis_module::raw::RedisModule_Milliseconds.map_or(0, |f| f()) }
 }

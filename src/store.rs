@@ -396,11 +396,17 @@ impl UserKeys {
                 .zset_score(&string(&keys::due_member(user, device)))
                 .map(|score| score as Millis)
         };
-        let mut record = decoder.finish(deadline, now);
-        record.device_events = config::device_events();
-        record.away_after = config::away_after();
-        record.grace = config::grace();
-        record
+        with_settings(decoder.finish(deadline, now))
+    }
+}
+
+/// `record` under the settings that decide how it changes (not stored: `Record`'s policy fields).
+fn with_settings(record: Record) -> Record {
+    Record {
+        device_events: config::device_events(),
+        away_after: config::away_after(),
+        grace: config::grace(),
+        ..record
     }
 }
 
@@ -554,6 +560,12 @@ impl UserWrite {
     /// Writes what changed in `record` (hash fields, index entries, the record's expiry),
     /// replicates each effect with explicit values, and publishes the record's events.
     pub fn commit(self, ctx: &Context) {
+        self.write(ctx);
+    }
+
+    /// What [`commit`](UserWrite::commit) does; when repairing, whether the repair had to change
+    /// anything.
+    fn write(self, ctx: &Context) -> bool {
         if !self.record.is_empty() {
             let mut vanished = vanished_users();
             if !vanished.is_empty() {
@@ -580,6 +592,7 @@ impl UserWrite {
             }
         }
         events::publish(ctx, &self.user, &self.record.events);
+        self.repair && repaired
     }
 
     /// Puts the user in the listings the record says (everyone and each scope, at the record's
@@ -901,12 +914,7 @@ pub fn announce_vanished(
         }
         announced.insert(user.to_vec());
     }
-    let mut record = Record {
-        device_events: config::device_events(),
-        away_after: config::away_after(),
-        grace: config::grace(),
-        ..Record::default()
-    };
+    let mut record = with_settings(Record::default());
     record.lost(device, at);
     let lost = record.settle(now().max(at));
     stats::TIMEOUTS.add(lost as i64);
@@ -922,9 +930,7 @@ pub fn reconcile_user(ctx: &Context, user: &[u8]) -> bool {
         return false;
     };
     write.repair = true;
-    let before = stats::REPAIRS.get();
-    write.commit(ctx);
-    stats::REPAIRS.get() != before
+    write.write(ctx)
 }
 
 /// Checks one entry of a slot's listing (`scope` `None`: everyone) against the member's record,

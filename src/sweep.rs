@@ -152,17 +152,18 @@ const TIMER_GRACE: Duration = Duration::from_secs(1);
 
 fn tick(ctx: &Context, _: ()) {
     TIMER_ARMED.store(false, Ordering::Relaxed);
-    let wall_at_start = wall_ms();
+    let wall_at_start = crate::clock::wall();
     // The timer is armed again whatever the run did: a run that panicked is logged and retried.
     let backlog = crate::guard::callback("the sweep", || {
         // On every node: a replica's directory follows its replication stream here.
         store::refresh_directory(ctx);
-        if may_write(ctx) {
-            send_clock(ctx);
+        if !may_write(ctx) {
+            return false;
         }
-        may_write(ctx) && run(ctx, config::sweep_budget(), Some(RUN_TIME_CAP)).backlog
+        send_clock(ctx);
+        run(ctx, config::sweep_budget(), Some(RUN_TIME_CAP)).backlog
     });
-    if wall_ms() < wall_at_start {
+    if crate::clock::wall() < wall_at_start {
         // The wall clock stepped back during the run. The server's timer loop fires every timer
         // due by the time it read before the run, so a timer armed now would fire at once, again
         // and again, until the wall clock is back there: the watchdog arms it instead.
@@ -172,12 +173,6 @@ fn tick(ctx: &Context, _: ()) {
         return arm_in(ctx, BACKLOG_PAUSE);
     }
     arm(ctx);
-}
-
-/// The server's wall clock as it schedules module timers.
-fn wall_ms() -> Millis {
-    // SAFETY: the function pointer is set by the server before any callback runs.
-    unsafe { raw::RedisModule_Milliseconds.map_or(0, |f| f()) }
 }
 
 /// Every second, a master sends its module time to its replicas (see `clock`).
