@@ -121,8 +121,7 @@ fn state() -> MutexGuard<'static, State> {
 
 /// This server's wall clock, in milliseconds since the epoch (as it schedules module timers too).
 pub fn wall() -> Millis {
-    // SAFETY: the function pointer is set by the server before any command runs.
-    unsafe { redis_module::raw::RedisModule_Milliseconds.map_or(0, |f| f()) }
+    crate::server::milliseconds()
 }
 
 /// This server's module time, and what its reading found.

@@ -2,11 +2,11 @@
 //! and with sharded pub/sub on the user's own channel, and appended to `events-stream` when set.
 
 use crate::model::Event;
+use crate::server::{self, string};
 use crate::{config, keys, stats};
-use redis_module::{raw, CallOptionsBuilder, CallResult, Context, RedisString};
+use redis_module::{CallOptionsBuilder, CallResult, Context};
 use serde::Serialize;
 use std::borrow::Cow;
-use std::ptr;
 
 /// The JSON payload. An id that is not UTF-8 appears with U+FFFD in place of invalid bytes, and
 /// exactly, in base64, in `user_b64` / `device_b64` (present only then): distinct ids never
@@ -90,22 +90,10 @@ pub fn publish(ctx: &Context, user: &[u8], events: &[Event]) {
     let shard = string(&keys::user_channel(user));
     for event in events {
         let message = string(&json(user, event));
-        // SAFETY: both functions exist on every supported server (checked at load); the strings
-        // live until the end of the call.
-        unsafe {
-            if let Some(channel) = &global {
-                raw::RedisModule_PublishMessage.unwrap_unchecked()(
-                    ctx.get_raw(),
-                    channel.inner,
-                    message.inner,
-                );
-            }
-            raw::RedisModule_PublishMessageShard.unwrap_unchecked()(
-                ctx.get_raw(),
-                shard.inner,
-                message.inner,
-            );
+        if let Some(channel) = &global {
+            server::publish(ctx, channel, &message, false);
         }
+        server::publish(ctx, &shard, &message, true);
         if !stream.is_empty() {
             append(ctx, &stream, user, event);
         }
@@ -157,10 +145,6 @@ fn append(ctx: &Context, stream: &str, user: &[u8], e: &Event) {
             e.to_utf8_string().unwrap_or_default()
         ));
     }
-}
-
-fn string(bytes: &[u8]) -> RedisString {
-    RedisString::create_from_slice(ptr::null_mut(), bytes)
 }
 
 #[cfg(test)]

@@ -1,13 +1,17 @@
 //! presence: user presence inside Redis and Valkey.
 //!
 //! This file only registers the module: commands, configuration and start-up checks. The rules live
-//! in `model`, the key layout in `keys`, `codec` and `store`, the handlers in `commands`.
+//! in `model`, the key layout in `keys`, `codec` and `store`, the handlers in `commands`; every
+//! `unsafe` call to the server is in `server`.
+
+#![deny(unsafe_code)]
 
 pub mod args;
 pub mod clock;
 pub mod codec;
 mod commands;
 pub mod config;
+mod deadlines;
 mod events;
 mod guard;
 mod info;
@@ -17,6 +21,8 @@ pub mod listing;
 pub mod model;
 mod reconcile;
 mod reply;
+#[allow(unsafe_code)]
+mod server;
 mod stats;
 mod store;
 mod sweep;
@@ -53,7 +59,7 @@ fn init(ctx: &Context, args: &[redis_module::RedisString]) -> Status {
         guard::log_warning(&format!("presence: {}", config::STREAM_IN_CLUSTER));
         return Status::Err;
     }
-    if let Err(missing) = store::check_server_api() {
+    if let Err(missing) = server::check_functions() {
         guard::log_warning(&format!(
             "presence: this server lacks module API functions the module needs: {missing}"
         ));
@@ -69,7 +75,7 @@ fn init(ctx: &Context, args: &[redis_module::RedisString]) -> Status {
 fn deinit(ctx: &Context) -> Status {
     sweep::stop(ctx);
     reconcile::release();
-    store::forget_vanished_users();
+    store::vanished::forget_all();
     listing::clear_dirty();
     listing::directory().clear();
     config::EVENTS_CHANNEL.release();

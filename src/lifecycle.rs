@@ -2,7 +2,7 @@
 //! the data changed under them (loading, promotion, flush, SWAPDB), and the keyspace notifications
 //! that keep the listing directory in step with the listing keys.
 
-use crate::{clock, guard, keys, listing, reconcile, store, sweep};
+use crate::{clock, guard, keys, listing, reconcile, server, store, sweep};
 use redis_module::server_events::{FlushSubevent, LoadingSubevent, ServerRole};
 use redis_module::{raw, Context, ContextFlags, NotifyEvent, Status};
 use redis_module_macros::{
@@ -14,27 +14,14 @@ use redis_module_macros::{
 fn resync(ctx: &Context) {
     sweep::recheck_all();
     reconcile::restart();
-    store::census(ctx);
+    store::index::census(ctx);
 }
 
 /// The keyspace was replaced (loaded, flushed, swapped) without a notification per key: redo
 /// everything the module derives from it.
 fn reread_all(ctx: &Context) {
     resync(ctx);
-    rebuild_directory(ctx);
-}
-
-/// Rebuilds the listing directory from the listing keys in the keyspace.
-fn rebuild_directory(ctx: &Context) {
-    listing::clear_dirty();
-    let names = store::listing_keys(ctx);
-    let mut directory = listing::directory();
-    directory.clear();
-    for name in names {
-        if let Some((slot, scope)) = keys::parse_listing_key(&name) {
-            directory.set(scope, slot, store::listing_scores(ctx, &name));
-        }
-    }
+    store::listings::rebuild_directory(ctx);
 }
 
 /// Keyspace notifications: a listing key in database 0 changed, whoever changed it (marked for the
@@ -47,12 +34,10 @@ pub fn on_keyspace_event(ctx: &Context, _kind: NotifyEvent, event: &str, key: &[
 }
 
 fn keyspace_event(ctx: &Context, event: &str, key: &[u8]) {
-    // SAFETY: the function exists on every supported server (checked at load).
-    let db = unsafe { raw::RedisModule_GetSelectedDb.unwrap_unchecked()(ctx.get_raw()) };
-    if db != 0 {
+    if server::selected_db(ctx) != 0 {
         return;
     }
-    if matches!(event, "del" | "expired" | "evicted") && !listing::OwnWrite::in_progress() {
+    if matches!(event, "del" | "expired" | "evicted") && !store::effect::own_write_in_progress() {
         // A master takes a user whose record vanished out of the listings (its sweep writes).
         if let Some(user) = keys::parse_user_key(key) {
             if ctx.get_flags().contains(ContextFlags::MASTER) {
@@ -69,7 +54,7 @@ fn keyspace_event(ctx: &Context, event: &str, key: &[u8]) {
         ("restore" | "del" | "expired" | "evicted", _) => keys::parse_index_key(key),
         _ => None,
     };
-    if let Some((slot, scope)) = listing.filter(|_| !listing::OwnWrite::in_progress()) {
+    if let Some((slot, scope)) = listing.filter(|_| !store::effect::own_write_in_progress()) {
         listing::mark_dirty(scope, slot);
     }
     if let Some(slot) = restored_index {
@@ -154,7 +139,7 @@ pub fn warn_about_eviction(ctx: &Context) {
 /// so a server that unloads its modules on the way out, as Valkey does, can unload this one) and
 /// SWAPDB (database 0 changed all at once, without a notification per key).
 pub fn subscribe_to_other_events(ctx: &Context) -> Status {
-    unsafe extern "C" fn on_shutdown(
+    extern "C" fn on_shutdown(
         ctx: *mut raw::RedisModuleCtx,
         _event: raw::RedisModuleEvent,
         _subevent: u64,
@@ -162,7 +147,7 @@ pub fn subscribe_to_other_events(ctx: &Context) -> Status {
     ) {
         guard::callback("shutdown", || sweep::stop(&Context::new(ctx)));
     }
-    unsafe extern "C" fn on_swapdb(
+    extern "C" fn on_swapdb(
         ctx: *mut raw::RedisModuleCtx,
         _event: raw::RedisModuleEvent,
         _subevent: u64,
@@ -170,20 +155,8 @@ pub fn subscribe_to_other_events(ctx: &Context) -> Status {
     ) {
         guard::callback("SWAPDB", || reread_all(&Context::new(ctx)));
     }
-    let subscribe = |id: u64, callback: raw::RedisModuleEventCallback| {
-        let event = raw::RedisModuleEvent { id, dataver: 1 };
-        // SAFETY: the function exists on every supported server (checked at load).
-        unsafe {
-            raw::RedisModule_SubscribeToServerEvent.unwrap_unchecked()(
-                ctx.get_raw(),
-                event,
-                callback,
-            )
-        }
-    };
-    let ok = raw::REDISMODULE_OK as i32;
-    if subscribe(raw::REDISMODULE_EVENT_SHUTDOWN, Some(on_shutdown)) == ok
-        && subscribe(raw::REDISMODULE_EVENT_SWAPDB, Some(on_swapdb)) == ok
+    if server::subscribe_to_server_event(ctx, raw::REDISMODULE_EVENT_SHUTDOWN, on_shutdown)
+        && server::subscribe_to_server_event(ctx, raw::REDISMODULE_EVENT_SWAPDB, on_swapdb)
     {
         Status::Ok
     } else {

@@ -133,32 +133,6 @@ impl Directory {
     }
 }
 
-/// Set while the module announces a write to a listing key whose effect it already gave the
-/// directory (see [`OwnWrite`]).
-static OWN_WRITE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Marks the keyspace notifications sent while it lives as the module's own listing writes, so the
-/// notification handler does not re-read the key.
-pub struct OwnWrite(());
-
-impl OwnWrite {
-    pub fn begin() -> OwnWrite {
-        OWN_WRITE.store(true, std::sync::atomic::Ordering::Relaxed);
-        OwnWrite(())
-    }
-
-    /// Whether a notification comes from such a write.
-    pub fn in_progress() -> bool {
-        OWN_WRITE.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-impl Drop for OwnWrite {
-    fn drop(&mut self) {
-        OWN_WRITE.store(false, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 /// Listing keys changed by something else than the module's own writes (the replication stream
 /// on a replica, AOF loading, RESTORE, DEL, edits by hand), by scope and slot: their scores are
 /// read again once, before the directory is next used, rather than once per change (a replica

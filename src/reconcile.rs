@@ -15,6 +15,7 @@
 //! listings on the next run, before the pass goes on.
 
 use crate::model::Millis;
+use crate::server::MainThread;
 use crate::{args, keys, listing, stats, store};
 use redis_module::{Context, KeysCursor, RedisString};
 use std::collections::BTreeSet;
@@ -49,10 +50,8 @@ struct Walk {
     records: Option<Cursor>,
 }
 
-/// The keyspace scan cursor, held between runs. Runs, like every callback, are on the main thread.
-struct Cursor(KeysCursor);
-// SAFETY: only ever used from the server's main thread (timer callbacks and unload).
-unsafe impl Send for Cursor {}
+/// The keyspace scan cursor, held between runs.
+type Cursor = MainThread<KeysCursor>;
 
 fn walk() -> MutexGuard<'static, Walk> {
     static WALK: Mutex<Walk> = Mutex::new(Walk {
@@ -92,7 +91,7 @@ pub fn restart() {
     walk.devices = 0;
     walk.records = None;
     vanished().clear();
-    store::forget_vanished_users();
+    store::vanished::forget_all();
 }
 
 /// Frees what the walk holds (the module is unloaded).
@@ -114,10 +113,12 @@ pub fn run(ctx: &Context, now: Millis, budget: usize, until: Option<Instant>) ->
         };
         let slot = keys::slot(&user);
         // Still gone, and was listed: the user was online when the record went.
-        if !store::exists(ctx, &keys::user_key(&user)) && store::forget_listings(ctx, slot, &user) {
+        if !store::index::exists(ctx, &keys::user_key(&user))
+            && store::listings::forget(ctx, slot, &user)
+        {
             // Named by one of its devices when the slot's index (looked at briefly) has one.
-            let device = store::device_in_due(ctx, slot, &user, 256).unwrap_or_default();
-            store::announce_vanished(ctx, slot, &user, &device, now);
+            let device = store::index::device_of(ctx, slot, &user, 256).unwrap_or_default();
+            store::repair::announce_vanished(ctx, slot, &user, &device, now);
         }
         spent += 1;
     }
@@ -133,7 +134,7 @@ fn step(ctx: &Context, walk: &mut Walk, now: Millis) -> usize {
     match walk.stage {
         Stage::Due => {
             let name = keys::due_key(walk.slot);
-            let batch = store::zset_members(ctx, &name, walk.after.as_ref(), BATCH);
+            let batch = store::index::members_after(ctx, &name, walk.after.as_ref(), BATCH);
             let done = batch.len() < BATCH;
             let spent = batch.len().max(1);
             for (member, score) in batch {
@@ -156,11 +157,11 @@ fn step(ctx: &Context, walk: &mut Walk, now: Millis) -> usize {
             let scope = scope.clone();
             let slot = walk.slot;
             let name = keys::listing_key(slot, scope.as_deref());
-            let batch = store::zset_members(ctx, &name, walk.after.as_ref(), BATCH);
+            let batch = store::index::members_after(ctx, &name, walk.after.as_ref(), BATCH);
             let done = batch.len() < BATCH;
             let spent = batch.len().max(1);
             for (member, score) in batch {
-                store::reconcile_listing_entry(
+                store::repair::reconcile_listing_entry(
                     ctx,
                     slot,
                     scope.as_deref(),
@@ -191,7 +192,7 @@ fn step(ctx: &Context, walk: &mut Walk, now: Millis) -> usize {
         Stage::Records => {
             let cursor = walk
                 .records
-                .get_or_insert_with(|| Cursor(KeysCursor::new()));
+                .get_or_insert_with(|| MainThread(KeysCursor::new()));
             let mut users: Vec<Vec<u8>> = Vec::new();
             // Keys are only collected during the scan: it must not write.
             let collect =
@@ -203,7 +204,7 @@ fn step(ctx: &Context, walk: &mut Walk, now: Millis) -> usize {
             let more = cursor.0.scan(ctx, &collect);
             let spent = 1 + 2 * users.len();
             for user in users {
-                store::reconcile_user(ctx, &user);
+                store::repair::reconcile_user(ctx, &user);
             }
             if !more {
                 walk.records = None;
@@ -230,15 +231,15 @@ fn check_due_entry(
     let Some((user, device)) =
         keys::parse_due_member(member).filter(|(user, _)| keys::slot(user) == walk.slot)
     else {
-        store::drop_entry_if_due(ctx, name, member, None);
+        store::index::drop_entry_if_due(ctx, name, member, None);
         stats::REPAIRS.add(1);
         return;
     };
     // Beyond what the record's decoding accepts for any TTL (see `codec::Decoder::finish`), so
     // settling the user removes the device and its entry together.
     if score > now.saturating_add(2 * args::MAX_TTL) as f64 {
-        store::settle_due_device(ctx, walk.slot, user, device, now, usize::MAX);
-        store::drop_entry_if_due(ctx, name, member, None);
+        store::repair::settle_due_device(ctx, walk.slot, user, device, now, usize::MAX);
+        store::index::drop_entry_if_due(ctx, name, member, None);
         stats::REPAIRS.add(1);
         return;
     }

@@ -9,7 +9,7 @@ use redis_module::{Context, RedisResult, RedisString, RedisValue};
 pub fn online(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 2)?;
     let cmd = args::online(&argv)?;
-    let mut write = store::UserWrite::open(ctx, cmd.user)?;
+    let mut write = store::user::UserWrite::open(ctx, cmd.user)?;
     if let Some(scopes) = &cmd.scopes {
         write.check_scopes(ctx, scopes)?;
     }
@@ -32,10 +32,10 @@ pub fn heartbeat(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 2)?;
     let cmd = args::heartbeat(&argv)?;
     stats::HEARTBEATS.add(1);
-    if !cmd.active && store::heartbeat_connected(ctx, cmd.user, cmd.device, cmd.ttl)? {
+    if !cmd.active && store::user::heartbeat_connected(ctx, cmd.user, cmd.device, cmd.ttl)? {
         return Ok(RedisValue::Integer(1));
     }
-    let mut write = store::UserWrite::open(ctx, cmd.user)?;
+    let mut write = store::user::UserWrite::open(ctx, cmd.user)?;
     let known = write.record.heartbeat(
         cmd.device,
         cmd.ttl,
@@ -59,7 +59,7 @@ pub fn offline(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     if !rest.is_empty() {
         return Err(redis_module::RedisError::WrongArity);
     }
-    let mut write = store::UserWrite::open(ctx, user)?;
+    let mut write = store::user::UserWrite::open(ctx, user)?;
     match write.record.disconnect(device, write.now) {
         Some(left) => {
             stats::DISCONNECTS.add(1);

@@ -12,13 +12,13 @@ use redis_module::{Context, RedisResult, RedisString, RedisValue};
 pub fn list(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 0)?;
     let cmd = args::list(&argv)?;
-    store::refresh_directory(ctx);
+    store::listings::refresh_directory(ctx);
     let (positions, more) = {
         // Reading keys sends no notification, so nothing changes the directory meanwhile.
         let directory = listing::directory();
         let members = directory.members(cmd.scope);
         listing::page(members, cmd.after.as_ref(), cmd.limit, |slot, bound| {
-            store::listing_next(ctx, slot, cmd.scope, bound)
+            store::listings::next(ctx, slot, cmd.scope, bound)
         })
     };
     let now = store::now();
@@ -27,7 +27,7 @@ pub fn list(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         // The listing is kept with each write; the status comes from the record at this
         // moment, which also leaves out a user whose last device expired a moment ago and
         // whom the sweep has not reached yet.
-        let view = store::read_user(ctx, user, false, now)?.view(now);
+        let view = store::user::read(ctx, user, false, now)?.view(now);
         if view.status.public() == Status::Offline {
             continue;
         }
@@ -48,7 +48,7 @@ pub fn list(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 pub fn count(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 0)?;
     let scope = args::count(&argv)?;
-    store::refresh_directory(ctx);
+    store::listings::refresh_directory(ctx);
     let n = listing::directory().count(scope);
     Ok(RedisValue::Integer(i64::try_from(n).unwrap_or(i64::MAX)))
 }

@@ -9,7 +9,7 @@ pub mod sweep;
 
 use crate::args::ArgError;
 use crate::model::Refusal;
-use redis_module::{raw, Context, RedisError, RedisString};
+use redis_module::{Context, RedisError, RedisString};
 
 impl From<ArgError> for RedisError {
     fn from(e: ArgError) -> Self {
@@ -38,8 +38,7 @@ fn arguments<'a>(
     if args.len() < min + 1 {
         return Err(RedisError::WrongArity);
     }
-    // SAFETY: the function exists on every supported server (checked at load).
-    let db = unsafe { raw::RedisModule_GetSelectedDb.unwrap_unchecked()(ctx.get_raw()) };
+    let db = crate::server::selected_db(ctx);
     if db != 0 {
         return Err(RedisError::String(format!(
             "ERR presence data lives in database 0, this client selected {db} (SELECT 0)"

@@ -12,14 +12,14 @@ pub fn privacy(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let user = args::id("user", argv[0])?;
     let (online, last_seen) = args::privacy_rules(&argv[1..])?;
     if online.is_none() && last_seen.is_none() {
-        let rules = store::read_privacy(ctx, user)?;
+        let rules = store::settings::read_privacy(ctx, user)?;
         return Reply::Map(vec![
             ("online", Reply::Text(rules.online.as_str())),
             ("lastseen", Reply::Text(rules.last_seen.as_str())),
         ])
         .send(ctx);
     }
-    store::read_privacy(ctx, user)?; // WRONGTYPE before anything changes
+    store::settings::read_privacy(ctx, user)?; // WRONGTYPE before anything changes
     let key = keys::settings_key(user);
     let mut hset: Vec<&[u8]> = vec![&key];
     if let Some(rule) = online {
@@ -28,7 +28,7 @@ pub fn privacy(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     if let Some(rule) = last_seen {
         hset.extend([b"lastseen".as_slice(), rule.as_str().as_bytes()]);
     }
-    store::settings_write(ctx, "HSET", &hset)?;
+    store::settings::write(ctx, "HSET", &hset)?;
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
 
@@ -79,5 +79,5 @@ pub fn contacts(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     for contact in &argv[2..] {
         call.push(args::id("contact", contact)?);
     }
-    store::settings_write(ctx, command, &call)
+    store::settings::write(ctx, command, &call)
 }

@@ -13,13 +13,13 @@ fn view_of(
     viewer: Option<&[u8]>,
     now: Millis,
 ) -> Result<View, RedisError> {
-    let record = store::read_user(ctx, user, false, now)?;
+    let record = store::user::read(ctx, user, false, now)?;
     match viewer {
         Some(viewer) if viewer != user => {
-            let privacy = store::read_privacy(ctx, user)?;
+            let privacy = store::settings::read_privacy(ctx, user)?;
             // The contacts set is read only when a rule depends on it.
             let needs_contacts = [privacy.online, privacy.last_seen].contains(&Audience::Contacts);
-            let is_contact = needs_contacts && store::is_contact(ctx, user, viewer)?;
+            let is_contact = needs_contacts && store::settings::is_contact(ctx, user, viewer)?;
             Ok(record.view_for(now, privacy, is_contact))
         }
         _ => Ok(record.view(now)),
@@ -103,7 +103,7 @@ pub fn devices(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     };
     let user = args::id("user", user)?;
     let now = store::now();
-    let record: Record = store::read_user(ctx, user, true, now)?;
+    let record: Record = store::user::read(ctx, user, true, now)?;
     let mut live: Vec<(&Vec<u8>, &Device)> = record.live_devices(now).collect();
     live.sort_by_key(|(id, d)| (d.connected_at, id.as_slice()));
     let rows = live

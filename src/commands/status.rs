@@ -10,7 +10,7 @@ use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 pub fn status(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 2)?;
     let cmd = args::set_status(&argv)?;
-    let mut write = store::UserWrite::open(ctx, cmd.user)?;
+    let mut write = store::user::UserWrite::open(ctx, cmd.user)?;
     let now = write.now;
     let manual = cmd.status.map(|status| Manual {
         status,
@@ -31,7 +31,7 @@ pub fn activity(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         [user, device] => (args::id("user", user)?, Some(args::id("device", device)?)),
         _ => return Err(RedisError::WrongArity),
     };
-    let mut write = store::UserWrite::open(ctx, user)?;
+    let mut write = store::user::UserWrite::open(ctx, user)?;
     if let Some(device) = device {
         if !write.record.devices.contains_key(device) {
             return Err(RedisError::Str("ERR device is not connected"));
@@ -56,7 +56,7 @@ pub fn context(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     } else {
         Some(args::id("context", context)?.to_vec())
     };
-    let mut write = store::UserWrite::open(ctx, user)?;
+    let mut write = store::user::UserWrite::open(ctx, user)?;
     if !write.record.set_context(device, context) {
         return Err(RedisError::Str("ERR device is not connected"));
     }
@@ -72,6 +72,6 @@ pub fn in_context(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     };
     let (user, context) = (args::id("user", user)?, args::id("context", context)?);
     let now = store::now();
-    let record = store::read_user(ctx, user, true, now)?;
+    let record = store::user::read(ctx, user, true, now)?;
     Reply::Int(i64::from(record.in_context(context, now))).send(ctx)
 }

@@ -1,0 +1,36 @@
+//! A user's settings: privacy rules (a hash) and contacts (a set).
+
+use super::effect;
+use crate::keys;
+use crate::model::{Audience, Privacy};
+use crate::server::Key;
+use redis_module::{raw, Context, RedisError, RedisValue};
+
+/// A user's privacy rules (absent fields: everyone).
+pub fn read_privacy(ctx: &Context, user: &[u8]) -> Result<Privacy, RedisError> {
+    let key = Key::open(ctx, &keys::settings_key(user), false);
+    key.check_type(raw::KeyType::Hash)?;
+    let rule = |field: &[u8]| {
+        key.hash_get(field)
+            .and_then(|v| Audience::parse(v.as_slice()))
+            .unwrap_or_default()
+    };
+    Ok(Privacy {
+        online: rule(b"online"),
+        last_seen: rule(b"lastseen"),
+    })
+}
+
+/// Whether `viewer` is among `user`'s contacts.
+pub fn is_contact(ctx: &Context, user: &[u8], viewer: &[u8]) -> Result<bool, RedisError> {
+    let reply = ctx.call(
+        "SISMEMBER",
+        &[keys::contacts_key(user).as_slice(), viewer][..],
+    )?;
+    Ok(reply == RedisValue::Integer(1))
+}
+
+/// Runs a write on one of a user's settings keys (`HSET`, `SADD`, `SREM`).
+pub fn write(ctx: &Context, command: &str, args: &[&[u8]]) -> Result<RedisValue, RedisError> {
+    effect::call(ctx, command, args)
+}
