@@ -1,105 +1,68 @@
-//! Parsing of command arguments. Pure: arguments are byte slices, errors are the messages clients get.
+//! Parsing of command arguments, for every command: arguments are byte slices, errors are
+//! [`Error`]s. Pure, so every rule is unit-tested without a server.
 //!
 //! Every check happens here, before a command touches a key, so a refused command changes nothing.
 
+pub use crate::error::shown;
+pub use crate::limits::*;
+use crate::error::Error;
 use crate::listing::{self, Position};
 use crate::model::{Audience, Millis, Status};
 
-/// Ids (users, devices) are binary-safe strings of 1 to this many bytes.
-pub const MAX_ID_LEN: usize = 512;
-/// Largest META document, in bytes.
-pub const MAX_META_LEN: usize = 4096;
-/// Shortest and longest device TTL (the `timeout` configuration shares the range).
-pub const MIN_TTL: Millis = 100;
-pub const MAX_TTL: Millis = 7 * 24 * 3600 * 1000;
-
-/// An error reply, already in the form clients see (`ERR ...`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ArgError(pub String);
-
-impl ArgError {
-    fn new(message: impl std::fmt::Display) -> Self {
-        ArgError(format!("ERR {message}"))
-    }
-}
-
-pub type Parsed<T> = Result<T, ArgError>;
-
-/// A client-given value shown inside an error message: printable ASCII, other bytes as `\xHH`,
-/// at most 64 bytes of it. (Error replies must be one line, and the module crate passes only
-/// ASCII through intact.)
-pub fn shown(bytes: &[u8]) -> String {
-    const LIMIT: usize = 64;
-    let mut text = String::new();
-    for &b in &bytes[..bytes.len().min(LIMIT)] {
-        if b.is_ascii_graphic() || b == b' ' {
-            text.push(char::from(b));
-        } else {
-            text.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    if bytes.len() > LIMIT {
-        text.push_str("...");
-    }
-    text
-}
+pub type Parsed<T> = Result<T, Error>;
 
 /// Checks the length of a user or device id; `what` names it in the error.
-pub fn id<'a>(what: &str, value: &'a [u8]) -> Parsed<&'a [u8]> {
+pub fn id<'a>(what: &'static str, value: &'a [u8]) -> Parsed<&'a [u8]> {
     if value.is_empty() || value.len() > MAX_ID_LEN {
-        return Err(ArgError::new(format_args!(
-            "{what} id must be 1 to {MAX_ID_LEN} bytes, got {}",
-            value.len()
-        )));
+        return Err(Error::IdLength {
+            what,
+            len: value.len(),
+        });
     }
     Ok(value)
 }
 
-/// A strict decimal integer.
-pub fn integer(what: &str, value: &[u8]) -> Parsed<i64> {
+/// A strict decimal integer (no sign but `-`, no spaces).
+pub fn integer(value: &[u8]) -> Option<i64> {
     std::str::from_utf8(value)
         .ok()
         .filter(|s| !s.starts_with('+'))
         .and_then(|s| s.parse::<i64>().ok())
-        .ok_or_else(|| {
-            ArgError::new(format_args!(
-                "{what} must be an integer, got '{}'",
-                shown(value)
-            ))
+}
+
+/// An integer from `min` to `max`; the error names `what` and the range, with `unit` after it.
+pub fn integer_in(
+    what: &'static str,
+    value: &[u8],
+    (min, max): (i64, i64),
+    unit: &'static str,
+) -> Parsed<i64> {
+    integer(value)
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| Error::OutOfRange {
+            what,
+            min,
+            max,
+            unit,
+            given: shown(value),
         })
 }
 
 /// A device TTL in milliseconds.
 pub fn ttl(value: &[u8]) -> Parsed<Millis> {
-    let range = || {
-        ArgError::new(format_args!(
-            "TTL must be an integer from {MIN_TTL} to {MAX_TTL} milliseconds, got '{}'",
-            shown(value)
-        ))
-    };
-    let ms = integer("TTL", value).map_err(|_| range())?;
-    if !(MIN_TTL..=MAX_TTL).contains(&ms) {
-        return Err(range());
-    }
-    Ok(ms)
+    integer_in("TTL", value, (MIN_TTL, MAX_TTL), "milliseconds")
 }
 
 /// Device metadata: a JSON object of at most [`MAX_META_LEN`] bytes, kept as given.
 pub fn meta(value: &[u8]) -> Parsed<String> {
     if value.len() > MAX_META_LEN {
-        return Err(ArgError::new(format_args!(
-            "META must be at most {MAX_META_LEN} bytes, got {}",
-            value.len()
-        )));
+        return Err(Error::MetaTooLarge(value.len()));
     }
-    let text = std::str::from_utf8(value)
-        .map_err(|_| ArgError::new("META must be a JSON object (UTF-8 text)"))?;
+    let text = std::str::from_utf8(value).map_err(|_| Error::MetaNotText)?;
     match serde_json::from_str::<serde_json::Value>(text) {
         Ok(serde_json::Value::Object(_)) => Ok(text.to_owned()),
-        Ok(_) => Err(ArgError::new(
-            "META must be a JSON object, not another JSON value",
-        )),
-        Err(e) => Err(ArgError::new(format_args!("META is not valid JSON: {e}"))),
+        Ok(_) => Err(Error::MetaNotObject),
+        Err(e) => Err(Error::MetaInvalid(e.to_string())),
     }
 }
 
@@ -107,7 +70,7 @@ pub fn meta(value: &[u8]) -> Parsed<String> {
 /// `allowed` lists the names in upper case; matching ignores case as Redis does.
 pub fn options<'a>(
     args: &[&'a [u8]],
-    allowed: &[&'static str],
+    allowed: &'static [&'static str],
 ) -> Parsed<Vec<(&'static str, &'a [u8])>> {
     let mut found: Vec<(&'static str, &'a [u8])> = Vec::new();
     let mut rest = args;
@@ -116,17 +79,16 @@ pub fn options<'a>(
             .iter()
             .find(|o| o.as_bytes().eq_ignore_ascii_case(name))
         else {
-            return Err(ArgError::new(format_args!(
-                "unknown option '{}' (expected {})",
-                shown(name),
-                allowed.join(" or ")
-            )));
+            return Err(Error::UnknownOption {
+                given: shown(name),
+                expected: allowed,
+            });
         };
         let [value, tail @ ..] = tail else {
-            return Err(ArgError::new(format_args!("{option} needs a value")));
+            return Err(Error::NeedsValue(option));
         };
         if found.iter().any(|(o, _)| *o == option) {
-            return Err(ArgError::new(format_args!("{option} given more than once")));
+            return Err(Error::GivenTwice(option));
         }
         found.push((option, *value));
         rest = tail;
@@ -134,17 +96,10 @@ pub fn options<'a>(
     Ok(found)
 }
 
-/// Most scopes a user may be in, and the longest scope name, in bytes.
-pub const MAX_SCOPES: usize = 16;
-pub const MAX_SCOPE_LEN: usize = 128;
-
 /// A scope name.
 pub fn scope(value: &[u8]) -> Parsed<&[u8]> {
     if value.is_empty() || value.len() > MAX_SCOPE_LEN {
-        return Err(ArgError::new(format_args!(
-            "scope must be 1 to {MAX_SCOPE_LEN} bytes, got {}",
-            value.len()
-        )));
+        return Err(Error::ScopeLength(value.len()));
     }
     Ok(value)
 }
@@ -174,15 +129,12 @@ pub fn online<'a>(args: &[&'a [u8]]) -> Parsed<Online<'a>> {
         .step_by(2)
         .find(|&i| rest[i].eq_ignore_ascii_case(b"SCOPE"))
     {
-        let names = &rest[at + 1..];
+        let names = rest.get(at + 1..).unwrap_or_default();
         if names.is_empty() {
-            return Err(ArgError::new("SCOPE needs at least one scope"));
+            return Err(Error::NoScope);
         }
         if names.len() > MAX_SCOPES {
-            return Err(ArgError::new(format_args!(
-                "a user may be in at most {MAX_SCOPES} scopes, got {}",
-                names.len()
-            )));
+            return Err(Error::TooManyScopes(names.len()));
         }
         let scopes = names
             .iter()
@@ -219,7 +171,7 @@ pub fn heartbeat<'a>(args: &[&'a [u8]]) -> Parsed<Heartbeat<'a>> {
     while let [arg, tail @ ..] = rest {
         if arg.eq_ignore_ascii_case(b"ACTIVE") && kept.len().is_multiple_of(2) {
             if active {
-                return Err(ArgError::new("ACTIVE given more than once"));
+                return Err(Error::GivenTwice("ACTIVE"));
             }
             active = true;
         } else {
@@ -237,6 +189,14 @@ pub fn heartbeat<'a>(args: &[&'a [u8]]) -> Parsed<Heartbeat<'a>> {
         parsed.ttl = Some(ttl(value)?);
     }
     Ok(parsed)
+}
+
+/// `user device` of PRESENCE.OFFLINE.
+pub fn offline<'a>(args: &[&'a [u8]]) -> Parsed<(&'a [u8], &'a [u8])> {
+    match user_and_device(args)? {
+        (user, device, []) => Ok((user, device)),
+        _ => Err(Error::WrongArity),
+    }
 }
 
 /// `[SCOPE s] [LIMIT n] [CURSOR c]` of PRESENCE.LIST.
@@ -258,27 +218,13 @@ pub fn list<'a>(args: &[&'a [u8]]) -> Parsed<List<'a>> {
         match option {
             "SCOPE" => parsed.scope = Some(scope(value)?),
             "LIMIT" => {
-                let max = listing::MAX_LIMIT;
-                let range = || {
-                    ArgError::new(format_args!(
-                        "LIMIT must be an integer from 1 to {max}, got '{}'",
-                        shown(value)
-                    ))
-                };
-                let n = integer("LIMIT", value).map_err(|_| range())?;
-                parsed.limit = usize::try_from(n)
-                    .ok()
-                    .filter(|n| (1..=max).contains(n))
-                    .ok_or_else(range)?;
+                let range = (1, listing::MAX_LIMIT as i64);
+                parsed.limit = integer_in("LIMIT", value, range, "")? as usize;
             }
             _ => {
                 if value != b"0" {
-                    parsed.after = Some(Position::parse_cursor(value).ok_or_else(|| {
-                        ArgError::new(format_args!(
-                            "invalid cursor '{}' (use 0 to start, then the cursor a reply gave)",
-                            shown(value)
-                        ))
-                    })?);
+                    let cursor = Position::parse_cursor(value);
+                    parsed.after = Some(cursor.ok_or_else(|| Error::InvalidCursor(shown(value)))?);
                 }
             }
         }
@@ -294,10 +240,13 @@ pub fn count<'a>(args: &[&'a [u8]]) -> Parsed<Option<&'a [u8]>> {
     }
 }
 
-/// Longest custom status message, in bytes.
-pub const MAX_MESSAGE_LEN: usize = 256;
-/// Longest duration of a manual status (FOR), and of `away-after`: 30 days.
-pub const MAX_FOR: Millis = 30 * 24 * 3600 * 1000;
+/// `[LIMIT n]` of PRESENCE.SWEEP: the most devices it may remove (`default` when not given).
+pub fn sweep(args: &[&[u8]], default: usize) -> Parsed<usize> {
+    match options(args, &["LIMIT"])?.first() {
+        Some((_, value)) => Ok(integer_in("LIMIT", value, (1, MAX_SWEEP_LIMIT), "")? as usize),
+        None => Ok(default),
+    }
+}
 
 /// `user (online|away|busy|dnd|invisible|auto) [MESSAGE text] [FOR ms]` of PRESENCE.STATUS.
 #[derive(Debug, PartialEq, Eq)]
@@ -311,25 +260,16 @@ pub struct SetStatus<'a> {
 
 pub fn set_status<'a>(args: &[&'a [u8]]) -> Parsed<SetStatus<'a>> {
     let [user, status, rest @ ..] = args else {
-        return Err(ArgError::new("user and status are required"));
+        return Err(Error::Required("user and status"));
     };
     let user = id("user", user)?;
     let status = if status.eq_ignore_ascii_case(b"auto") {
         None
     } else {
         match Status::parse(status) {
-            Some(Status::Offline) => {
-                return Err(ArgError::new(
-                    "offline cannot be set: a user is offline when no device is connected",
-                ))
-            }
+            Some(Status::Offline) => return Err(Error::OfflineNotSettable),
             Some(status) => Some(status),
-            None => {
-                return Err(ArgError::new(format_args!(
-                    "unknown status '{}' (expected online, away, busy, dnd, invisible or auto)",
-                    shown(status)
-                )))
-            }
+            None => return Err(Error::UnknownStatus(shown(status))),
         }
     };
     let mut parsed = SetStatus {
@@ -340,48 +280,145 @@ pub fn set_status<'a>(args: &[&'a [u8]]) -> Parsed<SetStatus<'a>> {
     };
     for (option, value) in options(rest, &["MESSAGE", "FOR"])? {
         if parsed.status.is_none() {
-            return Err(ArgError::new(format_args!(
-                "{option} cannot be given with auto"
-            )));
+            return Err(Error::WithAuto(option));
         }
         match option {
             "MESSAGE" => {
                 if value.len() > MAX_MESSAGE_LEN {
-                    return Err(ArgError::new(format_args!(
-                        "MESSAGE must be at most {MAX_MESSAGE_LEN} bytes, got {}",
-                        value.len()
-                    )));
+                    return Err(Error::MessageTooLong(value.len()));
                 }
-                let text = std::str::from_utf8(value)
-                    .map_err(|_| ArgError::new("MESSAGE must be UTF-8 text"))?;
+                let text = std::str::from_utf8(value).map_err(|_| Error::MessageNotText)?;
                 parsed.message = Some(text.to_owned());
             }
-            _ => {
-                let range = || {
-                    ArgError::new(format_args!(
-                        "FOR must be an integer from 1 to {MAX_FOR} milliseconds, got '{}'",
-                        shown(value)
-                    ))
-                };
-                let ms = integer("FOR", value).map_err(|_| range())?;
-                if !(1..=MAX_FOR).contains(&ms) {
-                    return Err(range());
-                }
-                parsed.duration = Some(ms);
-            }
+            _ => parsed.duration = Some(integer_in("FOR", value, (1, MAX_FOR), "milliseconds")?),
         }
     }
     Ok(parsed)
 }
 
+/// `user [device]` of PRESENCE.ACTIVITY.
+pub fn activity<'a>(args: &[&'a [u8]]) -> Parsed<(&'a [u8], Option<&'a [u8]>)> {
+    match args {
+        [user] => Ok((id("user", user)?, None)),
+        [user, device] => Ok((id("user", user)?, Some(id("device", device)?))),
+        _ => Err(Error::WrongArity),
+    }
+}
+
+/// `user device (context|NONE)` of PRESENCE.CONTEXT (`None` for NONE).
+pub type Context<'a> = (&'a [u8], &'a [u8], Option<Vec<u8>>);
+
+pub fn context<'a>(args: &[&'a [u8]]) -> Parsed<Context<'a>> {
+    let [user, device, context] = args else {
+        return Err(Error::WrongArity);
+    };
+    let context = if context.eq_ignore_ascii_case(b"NONE") {
+        None
+    } else {
+        Some(id("context", context)?.to_vec())
+    };
+    Ok((id("user", user)?, id("device", device)?, context))
+}
+
+/// `user context` of PRESENCE.INCONTEXT.
+pub fn in_context<'a>(args: &[&'a [u8]]) -> Parsed<(&'a [u8], &'a [u8])> {
+    match args {
+        [user, context] => Ok((id("user", user)?, id("context", context)?)),
+        _ => Err(Error::WrongArity),
+    }
+}
+
+/// `user` alone, of PRESENCE.DEVICES.
+pub fn user_only<'a>(args: &[&'a [u8]]) -> Parsed<&'a [u8]> {
+    match args {
+        [user] => id("user", user),
+        _ => Err(Error::WrongArity),
+    }
+}
+
+/// `user [VIEWER v]` of PRESENCE.GET.
+pub fn get<'a>(args: &[&'a [u8]]) -> Parsed<(&'a [u8], Option<&'a [u8]>)> {
+    let [user, rest @ ..] = args else {
+        return Err(Error::WrongArity);
+    };
+    let user = id("user", user)?;
+    let (viewer, extra) = viewer(rest)?;
+    if let Some(option) = extra.first() {
+        return Err(Error::UnknownOption {
+            given: shown(option),
+            expected: &["VIEWER"],
+        });
+    }
+    Ok((user, viewer))
+}
+
+/// The viewer, if any, and the users of PRESENCE.BULK.
+pub type Bulk<'a> = (Option<&'a [u8]>, Vec<&'a [u8]>);
+
+/// `[VIEWER v] user [user ...]` of PRESENCE.BULK: at most `max_bulk` users.
+pub fn bulk<'a>(args: &[&'a [u8]], max_bulk: usize) -> Parsed<Bulk<'a>> {
+    let (viewer, users) = viewer(args)?;
+    if users.is_empty() {
+        return Err(Error::WrongArity);
+    }
+    Ok((viewer, bulk_users(users, max_bulk)?))
+}
+
+/// What PRESENCE.CONTACTS does.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Contacts<'a> {
+    List,
+    Add(Vec<&'a [u8]>),
+    Remove(Vec<&'a [u8]>),
+}
+
+/// `user (ADD|REM) contact [contact ...]` or `user LIST` of PRESENCE.CONTACTS.
+pub fn contacts<'a>(args: &[&'a [u8]]) -> Parsed<(&'a [u8], Contacts<'a>)> {
+    let [user, action, contacts @ ..] = args else {
+        return Err(Error::WrongArity);
+    };
+    let user = id("user", user)?;
+    let ids = || -> Parsed<Vec<&'a [u8]>> {
+        if contacts.is_empty() {
+            return Err(Error::WrongArity);
+        }
+        contacts.iter().map(|c| id("contact", c)).collect()
+    };
+    let action = if action.eq_ignore_ascii_case(b"LIST") {
+        if !contacts.is_empty() {
+            return Err(Error::WrongArity);
+        }
+        Contacts::List
+    } else if action.eq_ignore_ascii_case(b"ADD") {
+        Contacts::Add(ids()?)
+    } else if action.eq_ignore_ascii_case(b"REM") {
+        Contacts::Remove(ids()?)
+    } else {
+        return Err(Error::UnknownAction(shown(action)));
+    };
+    Ok((user, action))
+}
+
+/// `user [ONLINE rule] [LASTSEEN rule]` of PRESENCE.PRIVACY: the rules given (none: a read).
+pub type PrivacyRules<'a> = (&'a [u8], Option<Audience>, Option<Audience>);
+
+pub fn privacy<'a>(args: &[&'a [u8]]) -> Parsed<PrivacyRules<'a>> {
+    let [user, rest @ ..] = args else {
+        return Err(Error::WrongArity);
+    };
+    let user = id("user", user)?;
+    let (online, last_seen) = privacy_rules(rest)?;
+    Ok((user, online, last_seen))
+}
+
 /// A user id, a device id and the arguments after them.
 pub type UserDevice<'a, 'b> = (&'a [u8], &'a [u8], &'b [&'a [u8]]);
 
-/// `user device` and whatever follows. Arity is checked by the caller.
+/// `user device` and whatever follows.
 pub fn user_and_device<'a, 'b>(args: &'b [&'a [u8]]) -> Parsed<UserDevice<'a, 'b>> {
     match args {
         [user, device, rest @ ..] => Ok((id("user", user)?, id("device", device)?, rest)),
-        _ => Err(ArgError::new("user and device are required")),
+        _ => Err(Error::Required("user and device")),
     }
 }
 
@@ -394,9 +431,7 @@ pub fn viewer<'a, 'b>(args: &'b [&'a [u8]]) -> Parsed<Viewer<'a, 'b>> {
         [option, viewer, rest @ ..] if option.eq_ignore_ascii_case(b"VIEWER") => {
             Ok((Some(id("viewer", viewer)?), rest))
         }
-        [option] if option.eq_ignore_ascii_case(b"VIEWER") => {
-            Err(ArgError::new("VIEWER needs a value"))
-        }
+        [option] if option.eq_ignore_ascii_case(b"VIEWER") => Err(Error::NeedsValue("VIEWER")),
         _ => Ok((None, args)),
     }
 }
@@ -405,11 +440,9 @@ pub fn viewer<'a, 'b>(args: &'b [&'a [u8]]) -> Parsed<Viewer<'a, 'b>> {
 pub fn privacy_rules(args: &[&[u8]]) -> Parsed<(Option<Audience>, Option<Audience>)> {
     let mut rules = (None, None);
     for (option, value) in options(args, &["ONLINE", "LASTSEEN"])? {
-        let audience = Audience::parse(value).ok_or_else(|| {
-            ArgError::new(format_args!(
-                "{option} must be everyone, contacts or nobody, got '{}'",
-                shown(value)
-            ))
+        let audience = Audience::parse(value).ok_or_else(|| Error::UnknownRule {
+            option,
+            given: shown(value),
         })?;
         match option {
             "ONLINE" => rules.0 = Some(audience),
@@ -422,10 +455,10 @@ pub fn privacy_rules(args: &[&[u8]]) -> Parsed<(Option<Audience>, Option<Audienc
 /// The users of PRESENCE.BULK: at least one, at most `max_bulk`.
 pub fn bulk_users<'a>(args: &[&'a [u8]], max_bulk: usize) -> Parsed<Vec<&'a [u8]>> {
     if args.len() > max_bulk {
-        return Err(ArgError::new(format_args!(
-            "too many users: {} given, max-bulk is {max_bulk}",
-            args.len()
-        )));
+        return Err(Error::TooManyUsers {
+            given: args.len(),
+            max: max_bulk,
+        });
     }
     args.iter().map(|u| id("user", u)).collect()
 }
@@ -435,7 +468,7 @@ mod tests {
     use super::*;
 
     fn err<T: std::fmt::Debug>(r: Parsed<T>) -> String {
-        r.unwrap_err().0
+        r.unwrap_err().to_string()
     }
 
     #[test]

@@ -1,150 +1,184 @@
-//! Settings: module arguments at load time, `CONFIG GET/SET presence.<name>` at run time. The server
-//! enforces the ranges given at registration (see `lib.rs`), so readers here get valid values.
+//! Settings: module arguments at load time, `CONFIG GET/SET presence.<name>` at run time. Each is
+//! defined once here (name, default, range, meaning) and registered from that definition in
+//! `lib.rs`; the server enforces the ranges on `CONFIG SET`, so readers here get valid values.
 
-use crate::args::{MAX_TTL, MIN_TTL};
+use crate::args::{MAX_FOR, MAX_TTL, MIN_TTL};
+use crate::error::Error;
 use crate::model::Millis;
 use redis_module::configuration::{ConfigurationContext, ConfigurationValue};
 use redis_module::{RedisError, RedisString};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Mutex;
 
-pub const DAY: i64 = 24 * 3600 * 1000;
+const DAY: i64 = 24 * 3600 * 1000;
 
-pub const TIMEOUT_DEFAULT: i64 = 60_000;
-pub const TIMEOUT_MIN: i64 = MIN_TTL;
-pub const TIMEOUT_MAX: i64 = MAX_TTL;
+/// A numeric setting.
+pub struct Number {
+    pub name: &'static str,
+    pub default: i64,
+    pub min: i64,
+    pub max: i64,
+    value: AtomicI64,
+}
 
-pub const RETENTION_DEFAULT: i64 = 30 * DAY;
-pub const RETENTION_MIN: i64 = 1000;
-pub const RETENTION_MAX: i64 = 400 * DAY;
+impl Number {
+    const fn new(name: &'static str, default: i64, (min, max): (i64, i64)) -> Number {
+        Number {
+            name,
+            default,
+            min,
+            max,
+            value: AtomicI64::new(default),
+        }
+    }
 
-pub const MAX_DEVICES_DEFAULT: i64 = 32;
-pub const MAX_DEVICES_MIN: i64 = 1;
-pub const MAX_DEVICES_MAX: i64 = 1024;
+    pub fn get(&self) -> i64 {
+        self.value.load(Ordering::Relaxed)
+    }
 
-pub const MAX_BULK_DEFAULT: i64 = 1000;
-pub const MAX_BULK_MIN: i64 = 1;
-/// A BULK of 10,000 users takes about 30 ms (see the README): more in one command would hold
-/// the server too long.
-pub const MAX_BULK_MAX: i64 = 10_000;
+    /// The value as a count (at least 1: every count setting's minimum).
+    fn count(&self) -> usize {
+        usize::try_from(self.get()).unwrap_or(1)
+    }
+}
 
-pub const SWEEP_INTERVAL_DEFAULT: i64 = 100;
-pub const SWEEP_INTERVAL_MIN: i64 = 1;
-pub const SWEEP_INTERVAL_MAX: i64 = 60_000;
+impl ConfigurationValue<i64> for Number {
+    fn get(&self, _ctx: &ConfigurationContext) -> i64 {
+        Number::get(self)
+    }
 
-pub const SWEEP_BUDGET_DEFAULT: i64 = 1000;
-pub const SWEEP_BUDGET_MIN: i64 = 1;
-pub const SWEEP_BUDGET_MAX: i64 = 1_000_000;
+    fn set(&self, _ctx: &ConfigurationContext, value: i64) -> Result<(), RedisError> {
+        self.value.store(value, Ordering::Relaxed);
+        Ok(())
+    }
+}
 
-pub const EVENTS_CHANNEL_DEFAULT: &str = "presence:events";
+/// A yes/no setting.
+pub struct Flag {
+    pub name: &'static str,
+    pub default: bool,
+    value: AtomicBool,
+}
 
-pub const GRACE_DEFAULT: i64 = 0;
-pub const GRACE_MIN: i64 = 0;
-pub const GRACE_MAX: i64 = 600_000;
+impl Flag {
+    const fn new(name: &'static str, default: bool) -> Flag {
+        Flag {
+            name,
+            default,
+            value: AtomicBool::new(default),
+        }
+    }
 
-pub const AWAY_AFTER_DEFAULT: i64 = 300_000;
-pub const AWAY_AFTER_MIN: i64 = 0;
-pub const AWAY_AFTER_MAX: i64 = 30 * DAY;
+    pub fn get(&self) -> bool {
+        self.value.load(Ordering::Relaxed)
+    }
+}
 
-pub const STREAM_MAXLEN_DEFAULT: i64 = 100_000;
-pub const STREAM_MAXLEN_MIN: i64 = 1;
-pub const STREAM_MAXLEN_MAX: i64 = 1_000_000_000;
+impl ConfigurationValue<bool> for Flag {
+    fn get(&self, _ctx: &ConfigurationContext) -> bool {
+        Flag::get(self)
+    }
 
-/// Default device TTL (ms).
-pub static TIMEOUT: AtomicI64 = AtomicI64::new(TIMEOUT_DEFAULT);
+    fn set(&self, _ctx: &ConfigurationContext, value: bool) -> Result<(), RedisError> {
+        self.value.store(value, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Default device TTL (ms); a device's TTL has the same range.
+pub static TIMEOUT: Number = Number::new("timeout", 60_000, (MIN_TTL, MAX_TTL));
 /// How long an offline user's record is kept (ms).
-pub static RETENTION: AtomicI64 = AtomicI64::new(RETENTION_DEFAULT);
+pub static RETENTION: Number = Number::new("retention", 30 * DAY, (1000, 400 * DAY));
 /// Connected devices per user.
-pub static MAX_DEVICES: AtomicI64 = AtomicI64::new(MAX_DEVICES_DEFAULT);
-/// Users per PRESENCE.BULK.
-pub static MAX_BULK: AtomicI64 = AtomicI64::new(MAX_BULK_DEFAULT);
+pub static MAX_DEVICES: Number = Number::new("max-devices", 32, (1, 1024));
+/// Users per PRESENCE.BULK. A BULK of 10,000 users takes about 30 ms (see the README): more in
+/// one command would hold the server too long.
+pub static MAX_BULK: Number = Number::new("max-bulk", 1000, (1, 10_000));
+/// How long the offline transition waits after the last device left (ms; 0: not at all).
+pub static GRACE: Number = Number::new("grace", 0, (0, 600_000));
+/// After how long without activity a connected user is away (ms; 0: never).
+pub static AWAY_AFTER: Number = Number::new("away-after", 300_000, (0, MAX_FOR));
+/// How often the sweep runs (ms).
+pub static SWEEP_INTERVAL: Number = Number::new("sweep-interval", 100, (1, 60_000));
+/// Devices one sweep run may remove.
+pub static SWEEP_BUDGET: Number = Number::new("sweep-budget", 1000, (1, 1_000_000));
+/// Approximate length the events stream is trimmed to.
+pub static EVENTS_STREAM_MAXLEN: Number =
+    Number::new("events-stream-maxlen", 100_000, (1, 1_000_000_000));
+/// The global events channel; empty turns it off.
+pub static EVENTS_CHANNEL: StringSetting =
+    StringSetting::new("events-channel", "presence:events", false);
+/// The stream that also receives every event; empty turns it off. Not in cluster mode (a stream
+/// is one key in one slot, and events come from every master).
+pub static EVENTS_STREAM: StringSetting = StringSetting::new("events-stream", "", true);
+/// Whether device-level changes of users who stay online are announced.
+pub static DEVICE_EVENTS: Flag = Flag::new("device-events", false);
 
-/// The numeric settings and their ranges, for checking module arguments: the server range-checks
-/// `CONFIG SET`, but takes load-time values as defaults without checking them.
-pub const RANGES: [(&str, i64, i64); 9] = [
-    ("grace", GRACE_MIN, GRACE_MAX),
-    ("away-after", AWAY_AFTER_MIN, AWAY_AFTER_MAX),
-    ("timeout", TIMEOUT_MIN, TIMEOUT_MAX),
-    ("retention", RETENTION_MIN, RETENTION_MAX),
-    ("max-devices", MAX_DEVICES_MIN, MAX_DEVICES_MAX),
-    ("max-bulk", MAX_BULK_MIN, MAX_BULK_MAX),
-    ("sweep-interval", SWEEP_INTERVAL_MIN, SWEEP_INTERVAL_MAX),
-    ("sweep-budget", SWEEP_BUDGET_MIN, SWEEP_BUDGET_MAX),
-    ("events-stream-maxlen", STREAM_MAXLEN_MIN, STREAM_MAXLEN_MAX),
+/// Every numeric setting, for checking module arguments: the server range-checks `CONFIG SET`,
+/// but takes load-time values as defaults without checking them.
+const NUMBERS: [&Number; 9] = [
+    &TIMEOUT,
+    &RETENTION,
+    &MAX_DEVICES,
+    &MAX_BULK,
+    &GRACE,
+    &AWAY_AFTER,
+    &SWEEP_INTERVAL,
+    &SWEEP_BUDGET,
+    &EVENTS_STREAM_MAXLEN,
 ];
-
-/// Settings that take any string, and the yes/no ones.
-const STRINGS: [&str; 2] = ["events-channel", "events-stream"];
-const BOOLS: [&str; 1] = ["device-events"];
+const STRINGS: [&StringSetting; 2] = [&EVENTS_CHANNEL, &EVENTS_STREAM];
+const FLAGS: [&Flag; 1] = [&DEVICE_EVENTS];
 
 /// Checks `name value` pairs given after `--loadmodule`; the error says what is wrong.
-pub fn check_module_args(args: &[&[u8]]) -> Result<(), String> {
+pub fn check_module_args(args: &[&[u8]]) -> Result<(), Error> {
     if !args.len().is_multiple_of(2) {
-        return Err("module arguments must be name value pairs".into());
+        return Err(Error::ArgumentPairs);
     }
     for pair in args.chunks(2) {
-        let name = String::from_utf8_lossy(pair[0]);
-        if STRINGS.contains(&name.as_ref()) {
+        let (name, value) = (pair[0], pair[1]);
+        if STRINGS.iter().any(|s| s.name.as_bytes() == name) {
             continue;
         }
-        if BOOLS.contains(&name.as_ref()) {
-            if !matches!(pair[1], b"yes" | b"no") {
-                return Err(format!("argument '{name}' must be yes or no"));
+        let shown_name = String::from_utf8_lossy(name).into_owned();
+        if FLAGS.iter().any(|f| f.name.as_bytes() == name) {
+            if !matches!(value, b"yes" | b"no") {
+                return Err(Error::ArgumentNotBool(shown_name));
             }
             continue;
         }
-        let Some((_, min, max)) = RANGES.iter().find(|(n, _, _)| *n == name) else {
-            return Err(format!("unknown module argument '{name}'"));
+        let Some(setting) = NUMBERS.iter().find(|n| n.name.as_bytes() == name) else {
+            return Err(Error::UnknownArgument(shown_name));
         };
-        let value = std::str::from_utf8(pair[1])
-            .ok()
-            .and_then(|v| v.parse::<i64>().ok());
-        match value {
-            Some(v) if (*min..=*max).contains(&v) => {}
-            _ => {
-                return Err(format!(
-                    "argument '{name}' must be an integer from {min} to {max}, got '{}'",
-                    String::from_utf8_lossy(pair[1])
-                ))
-            }
-        }
+        crate::args::integer(value)
+            .filter(|v| (setting.min..=setting.max).contains(v))
+            .ok_or_else(|| Error::ArgumentOutOfRange {
+                name: setting.name,
+                min: setting.min,
+                max: setting.max,
+                given: String::from_utf8_lossy(value).into_owned(),
+            })?;
     }
     Ok(())
 }
 
-/// How long the offline transition waits after the last device left (ms; 0: not at all).
-pub static GRACE: AtomicI64 = AtomicI64::new(GRACE_DEFAULT);
-/// After how long without activity a connected user is away (ms; 0: never).
-pub static AWAY_AFTER: AtomicI64 = AtomicI64::new(AWAY_AFTER_DEFAULT);
-/// How often the sweep runs (ms).
-pub static SWEEP_INTERVAL: AtomicI64 = AtomicI64::new(SWEEP_INTERVAL_DEFAULT);
-/// Devices one sweep run may remove.
-pub static SWEEP_BUDGET: AtomicI64 = AtomicI64::new(SWEEP_BUDGET_DEFAULT);
-/// The global events channel; empty turns it off.
-pub static EVENTS_CHANNEL: StringSetting = StringSetting::new(false);
-/// Whether device-level changes of users who stay online are announced.
-pub static DEVICE_EVENTS: AtomicBool = AtomicBool::new(false);
-/// The stream that also receives every event; empty turns it off. Not in cluster mode (a stream
-/// is one key in one slot, and events come from every master).
-pub static EVENTS_STREAM: StringSetting = StringSetting::new(true);
-
 /// Whether the server runs in cluster mode (set at load).
 pub static CLUSTER_MODE: AtomicBool = AtomicBool::new(false);
-
-pub const STREAM_IN_CLUSTER: &str = "events-stream is not available in cluster mode: a stream is \
-     one key in one slot, and events come from every master (use the per-user sharded channels \
-     or the global channel)";
 
 /// A string setting. Unlike the crate's `Mutex<String>`, it refuses values with a NUL byte
 /// (which the server's configuration reply could not carry) instead of failing on `CONFIG GET`.
 pub struct StringSetting {
+    pub name: &'static str,
+    pub default: &'static str,
     value: Mutex<String>,
     refused_in_cluster: bool,
 }
 
 impl StringSetting {
-    const fn new(refused_in_cluster: bool) -> Self {
+    const fn new(name: &'static str, default: &'static str, refused_in_cluster: bool) -> Self {
         StringSetting {
+            name,
+            default,
             value: Mutex::new(String::new()),
             refused_in_cluster,
         }
@@ -175,10 +209,10 @@ impl ConfigurationValue<RedisString> for StringSetting {
     fn set(&self, _ctx: &ConfigurationContext, value: RedisString) -> Result<(), RedisError> {
         let text = value.try_as_str()?;
         if text.contains('\0') {
-            return Err(RedisError::Str("the value must not contain a NUL byte"));
+            return Err(RedisError::String(Error::NulByte.to_string()));
         }
         if self.refused_in_cluster && !text.is_empty() && CLUSTER_MODE.load(Ordering::Relaxed) {
-            return Err(RedisError::Str(STREAM_IN_CLUSTER));
+            return Err(RedisError::String(Error::StreamInCluster.to_string()));
         }
         let mut stored = match self.value.lock() {
             Ok(stored) => stored,
@@ -188,27 +222,25 @@ impl ConfigurationValue<RedisString> for StringSetting {
         Ok(())
     }
 }
-/// Approximate length the events stream is trimmed to.
-pub static EVENTS_STREAM_MAXLEN: AtomicI64 = AtomicI64::new(STREAM_MAXLEN_DEFAULT);
 
 pub fn grace() -> Millis {
-    GRACE.load(Ordering::Relaxed)
+    GRACE.get()
 }
 
 pub fn away_after() -> Millis {
-    AWAY_AFTER.load(Ordering::Relaxed)
+    AWAY_AFTER.get()
 }
 
 pub fn sweep_interval() -> Millis {
-    SWEEP_INTERVAL.load(Ordering::Relaxed)
+    SWEEP_INTERVAL.get()
 }
 
 pub fn sweep_budget() -> usize {
-    usize::try_from(SWEEP_BUDGET.load(Ordering::Relaxed)).unwrap_or(1)
+    SWEEP_BUDGET.count()
 }
 
 pub fn device_events() -> bool {
-    DEVICE_EVENTS.load(Ordering::Relaxed)
+    DEVICE_EVENTS.get()
 }
 
 pub fn events_channel() -> String {
@@ -220,23 +252,23 @@ pub fn events_stream() -> String {
 }
 
 pub fn events_stream_maxlen() -> i64 {
-    EVENTS_STREAM_MAXLEN.load(Ordering::Relaxed)
+    EVENTS_STREAM_MAXLEN.get()
 }
 
 pub fn timeout() -> Millis {
-    TIMEOUT.load(Ordering::Relaxed)
+    TIMEOUT.get()
 }
 
 pub fn retention() -> Millis {
-    RETENTION.load(Ordering::Relaxed)
+    RETENTION.get()
 }
 
 pub fn max_devices() -> usize {
-    usize::try_from(MAX_DEVICES.load(Ordering::Relaxed)).unwrap_or(1)
+    MAX_DEVICES.count()
 }
 
 pub fn max_bulk() -> usize {
-    usize::try_from(MAX_BULK.load(Ordering::Relaxed)).unwrap_or(1)
+    MAX_BULK.count()
 }
 
 #[cfg(test)]
@@ -252,13 +284,24 @@ mod tests {
         );
         assert_eq!(
             check_module_args(&[b"timeout", b"50"]),
-            Err("argument 'timeout' must be an integer from 100 to 604800000, got '50'".into())
+            Err(Error::ArgumentOutOfRange {
+                name: "timeout",
+                min: 100,
+                max: 604_800_000,
+                given: "50".into()
+            })
+        );
+        assert_eq!(
+            check_module_args(&[b"timeout", b"50"])
+                .unwrap_err()
+                .to_string(),
+            "argument 'timeout' must be an integer from 100 to 604800000, got '50'"
         );
         assert!(check_module_args(&[b"max-devices", b"x"]).is_err());
         assert!(check_module_args(&[b"timeout"]).is_err());
         assert_eq!(
             check_module_args(&[b"speed", b"1"]),
-            Err("unknown module argument 'speed'".into())
+            Err(Error::UnknownArgument("speed".into()))
         );
     }
 }

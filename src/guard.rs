@@ -4,10 +4,10 @@
 //! through [`command`] or [`callback`], which catch what the code's own checks missed, log it and
 //! count it in `INFO presence` (`presence_panics`).
 
-use crate::stats;
-use redis_module::{Context, RedisError, RedisResult, RedisString};
+use redis_module::{Context, RedisResult, RedisString};
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicI64, Ordering};
 
 /// A command handler as the module registers it.
 pub type Handler = fn(&Context, Vec<RedisString>) -> RedisResult;
@@ -18,9 +18,7 @@ pub fn command(ctx: &Context, name: &str, args: Vec<RedisString>, handler: Handl
         Ok(result) => result,
         Err(payload) => {
             caught(name, payload.as_ref());
-            Err(RedisError::String(format!(
-                "ERR presence: {name} hit an internal error and stopped (details in the server log)"
-            )))
+            Err(crate::error::Error::Internal(name.to_owned()).into())
         }
     }
 }
@@ -38,7 +36,7 @@ pub fn callback<T>(what: &str, body: impl FnOnce() -> T) -> Option<T> {
 }
 
 fn caught(what: &str, payload: &(dyn Any + Send)) {
-    stats::PANICS.add(1);
+    PANICS.fetch_add(1, Ordering::Relaxed);
     let message = payload
         .downcast_ref::<&str>()
         .copied()
@@ -52,4 +50,12 @@ fn caught(what: &str, payload: &(dyn Any + Send)) {
 /// Logs a warning whatever the text holds (the crate's logger refuses NUL bytes by panicking).
 pub fn log_warning(text: &str) {
     redis_module::logging::log_warning(text.replace('\0', "\\0"));
+}
+
+/// Panics caught before they reached the server (each one is in the log).
+static PANICS: AtomicI64 = AtomicI64::new(0);
+
+/// How many panics were caught, for INFO.
+pub fn panics() -> i64 {
+    PANICS.load(Ordering::Relaxed)
 }

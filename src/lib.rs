@@ -12,10 +12,11 @@ pub mod codec;
 mod commands;
 pub mod config;
 mod deadlines;
+pub mod error;
 mod events;
 mod guard;
-mod info;
 pub mod keys;
+mod limits;
 mod lifecycle;
 pub mod listing;
 pub mod model;
@@ -56,7 +57,7 @@ fn init(ctx: &Context, args: &[redis_module::RedisString]) -> Status {
     let cluster = ctx.get_flags().contains(ContextFlags::CLUSTER);
     config::CLUSTER_MODE.store(cluster, std::sync::atomic::Ordering::Relaxed);
     if cluster && !config::events_stream().is_empty() {
-        guard::log_warning(&format!("presence: {}", config::STREAM_IN_CLUSTER));
+        guard::log_warning(&format!("presence: {}", error::Error::StreamInCluster));
         return Status::Err;
     }
     if let Err(missing) = server::check_functions() {
@@ -113,22 +114,22 @@ redis_module! {
     ],
     configurations: [
         i64: [
-            ["timeout", &config::TIMEOUT, config::TIMEOUT_DEFAULT, config::TIMEOUT_MIN, config::TIMEOUT_MAX, ConfigurationFlags::DEFAULT, None],
-            ["retention", &config::RETENTION, config::RETENTION_DEFAULT, config::RETENTION_MIN, config::RETENTION_MAX, ConfigurationFlags::DEFAULT, None],
-            ["max-devices", &config::MAX_DEVICES, config::MAX_DEVICES_DEFAULT, config::MAX_DEVICES_MIN, config::MAX_DEVICES_MAX, ConfigurationFlags::DEFAULT, None],
-            ["max-bulk", &config::MAX_BULK, config::MAX_BULK_DEFAULT, config::MAX_BULK_MIN, config::MAX_BULK_MAX, ConfigurationFlags::DEFAULT, None],
-            ["grace", &config::GRACE, config::GRACE_DEFAULT, config::GRACE_MIN, config::GRACE_MAX, ConfigurationFlags::DEFAULT, None],
-            ["away-after", &config::AWAY_AFTER, config::AWAY_AFTER_DEFAULT, config::AWAY_AFTER_MIN, config::AWAY_AFTER_MAX, ConfigurationFlags::DEFAULT, Some(Box::new(|_, _, _| { guard::callback("CONFIG SET away-after", sweep::recheck_all); }))],
-            ["sweep-interval", &config::SWEEP_INTERVAL, config::SWEEP_INTERVAL_DEFAULT, config::SWEEP_INTERVAL_MIN, config::SWEEP_INTERVAL_MAX, ConfigurationFlags::DEFAULT, Some(Box::new(|_, _, _| { guard::callback("CONFIG SET sweep-interval", sweep::interval_changed); }))],
-            ["sweep-budget", &config::SWEEP_BUDGET, config::SWEEP_BUDGET_DEFAULT, config::SWEEP_BUDGET_MIN, config::SWEEP_BUDGET_MAX, ConfigurationFlags::DEFAULT, None],
-            ["events-stream-maxlen", &config::EVENTS_STREAM_MAXLEN, config::STREAM_MAXLEN_DEFAULT, config::STREAM_MAXLEN_MIN, config::STREAM_MAXLEN_MAX, ConfigurationFlags::DEFAULT, None],
+            [config::TIMEOUT.name, &config::TIMEOUT, config::TIMEOUT.default, config::TIMEOUT.min, config::TIMEOUT.max, ConfigurationFlags::DEFAULT, None],
+            [config::RETENTION.name, &config::RETENTION, config::RETENTION.default, config::RETENTION.min, config::RETENTION.max, ConfigurationFlags::DEFAULT, None],
+            [config::MAX_DEVICES.name, &config::MAX_DEVICES, config::MAX_DEVICES.default, config::MAX_DEVICES.min, config::MAX_DEVICES.max, ConfigurationFlags::DEFAULT, None],
+            [config::MAX_BULK.name, &config::MAX_BULK, config::MAX_BULK.default, config::MAX_BULK.min, config::MAX_BULK.max, ConfigurationFlags::DEFAULT, None],
+            [config::GRACE.name, &config::GRACE, config::GRACE.default, config::GRACE.min, config::GRACE.max, ConfigurationFlags::DEFAULT, None],
+            [config::AWAY_AFTER.name, &config::AWAY_AFTER, config::AWAY_AFTER.default, config::AWAY_AFTER.min, config::AWAY_AFTER.max, ConfigurationFlags::DEFAULT, Some(Box::new(|_, _, _| { guard::callback("CONFIG SET away-after", sweep::recheck_all); }))],
+            [config::SWEEP_INTERVAL.name, &config::SWEEP_INTERVAL, config::SWEEP_INTERVAL.default, config::SWEEP_INTERVAL.min, config::SWEEP_INTERVAL.max, ConfigurationFlags::DEFAULT, Some(Box::new(|_, _, _| { guard::callback("CONFIG SET sweep-interval", sweep::interval_changed); }))],
+            [config::SWEEP_BUDGET.name, &config::SWEEP_BUDGET, config::SWEEP_BUDGET.default, config::SWEEP_BUDGET.min, config::SWEEP_BUDGET.max, ConfigurationFlags::DEFAULT, None],
+            [config::EVENTS_STREAM_MAXLEN.name, &config::EVENTS_STREAM_MAXLEN, config::EVENTS_STREAM_MAXLEN.default, config::EVENTS_STREAM_MAXLEN.min, config::EVENTS_STREAM_MAXLEN.max, ConfigurationFlags::DEFAULT, None],
         ],
         string: [
-            ["events-channel", &config::EVENTS_CHANNEL, config::EVENTS_CHANNEL_DEFAULT, ConfigurationFlags::DEFAULT, None],
-            ["events-stream", &config::EVENTS_STREAM, "", ConfigurationFlags::DEFAULT, None],
+            [config::EVENTS_CHANNEL.name, &config::EVENTS_CHANNEL, config::EVENTS_CHANNEL.default, ConfigurationFlags::DEFAULT, None],
+            [config::EVENTS_STREAM.name, &config::EVENTS_STREAM, config::EVENTS_STREAM.default, ConfigurationFlags::DEFAULT, None],
         ],
         bool: [
-            ["device-events", &config::DEVICE_EVENTS, false, ConfigurationFlags::DEFAULT, None],
+            [config::DEVICE_EVENTS.name, &config::DEVICE_EVENTS, config::DEVICE_EVENTS.default, ConfigurationFlags::DEFAULT, None],
         ],
         enum: [],
         module_args_as_configuration: true,

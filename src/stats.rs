@@ -1,6 +1,10 @@
-//! Counters for `INFO presence`. Commands, the sweep and the event publisher add to them.
+//! The `INFO presence` section and the counters behind it. Commands, the sweep and the event
+//! publisher add to them.
 
 use crate::keys::SLOTS;
+use crate::{guard, listing};
+use redis_module::{InfoContext, RedisResult};
+use redis_module_macros::info_command_handler;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 /// A counter or gauge shared by the command and timer callbacks (which all run on the main thread).
@@ -68,9 +72,47 @@ pub static EVENTS_PUBLISHED: Stat = Stat::new();
 pub static SWEEP_RUNS: Stat = Stat::new();
 pub static SWEEP_LAST_US: Stat = Stat::new();
 pub static SWEEP_LAG_MS: Stat = Stat::new();
-/// Panics caught before they reached the server (each one is in the log).
-pub static PANICS: Stat = Stat::new();
 /// Full passes of the reconciliation over every slot and record, and the entries it repaired
 /// (index or listing entries no record explains, records that had lost index entries or a TTL).
 pub static RECONCILE_PASSES: Stat = Stat::new();
 pub static REPAIRS: Stat = Stat::new();
+
+#[info_command_handler]
+fn presence_info(ctx: &InfoContext, for_crash_report: bool) -> RedisResult<()> {
+    guard::callback("INFO", || section(ctx, for_crash_report)).unwrap_or(Ok(()))
+}
+
+fn section(ctx: &InfoContext, for_crash_report: bool) -> RedisResult<()> {
+    let (clock_offset, master_skew) = crate::clock::offsets();
+    let fields: [(&str, i64); 15] = [
+        ("users_online", USERS_ONLINE.get()),
+        ("devices_online", DEVICES_ONLINE.get()),
+        ("heartbeats", HEARTBEATS.get()),
+        ("connects", CONNECTS.get()),
+        ("disconnects", DISCONNECTS.get()),
+        ("timeouts", TIMEOUTS.get()),
+        ("events_published", EVENTS_PUBLISHED.get()),
+        ("sweep_runs", SWEEP_RUNS.get()),
+        ("sweep_last_us", SWEEP_LAST_US.get()),
+        ("sweep_lag_ms", SWEEP_LAG_MS.get()),
+        ("reconcile_passes", RECONCILE_PASSES.get()),
+        ("repairs", REPAIRS.get()),
+        ("panics", guard::panics()),
+        ("clock_offset_ms", clock_offset),
+        ("master_clock_skew_ms", master_skew.unwrap_or(0)),
+    ];
+    let mut section = ctx.builder().add_section("");
+    for (name, value) in fields {
+        section = section.field(name, value)?;
+    }
+    // Not in a crash report: the directory's lock might be held by the code that crashed.
+    if !for_crash_report {
+        let directory = listing::directory();
+        let listed = i64::try_from(directory.count(None)).unwrap_or(i64::MAX);
+        let scopes = directory.scopes() as i64;
+        drop(directory);
+        section = section.field("listed", listed)?.field("scopes", scopes)?;
+    }
+    section.build_section()?.build_info()?;
+    Ok(())
+}

@@ -27,12 +27,13 @@ fn parsing(data: &[u8]) {
         if let Ok(meta) = args::meta(arg) {
             assert!(meta.len() <= args::MAX_META_LEN);
         }
-        let _ = args::integer("n", arg);
+        let _ = args::integer(arg);
         for result in [args::online(&argv).err(), args::heartbeat(&argv).err()]
             .into_iter()
             .flatten()
         {
-            assert!(result.0.is_ascii() && result.0.starts_with("ERR "));
+            let text = result.to_string();
+            assert!(text.is_ascii() && text.starts_with("ERR "));
         }
         assert!(args::shown(arg).is_ascii());
         if let Some(position) = Position::parse_cursor(arg) {

@@ -55,10 +55,7 @@ pub fn heartbeat(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 /// `PRESENCE.OFFLINE user device`: the number of devices left; 0 for a device that was not connected.
 pub fn offline(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 2)?;
-    let (user, device, rest) = args::user_and_device(&argv)?;
-    if !rest.is_empty() {
-        return Err(redis_module::RedisError::WrongArity);
-    }
+    let (user, device) = args::offline(&argv)?;
     let mut write = store::user::UserWrite::open(ctx, user)?;
     match write.record.disconnect(device, write.now) {
         Some(left) => {

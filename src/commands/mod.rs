@@ -7,22 +7,14 @@ pub mod query;
 pub mod status;
 pub mod sweep;
 
-use crate::args::ArgError;
+use crate::error::Error;
 use crate::model::Refusal;
 use redis_module::{Context, RedisError, RedisString};
 
-impl From<ArgError> for RedisError {
-    fn from(e: ArgError) -> Self {
-        RedisError::String(e.0)
-    }
-}
-
 impl From<Refusal> for RedisError {
-    fn from(r: Refusal) -> Self {
-        match r {
-            Refusal::TooManyDevices(n) => RedisError::String(format!(
-                "ERR user already has {n} connected devices (max-devices)"
-            )),
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::TooManyDevices(n) => Error::TooManyDevices(n).into(),
         }
     }
 }
@@ -40,9 +32,7 @@ fn arguments<'a>(
     }
     let db = crate::server::selected_db(ctx);
     if db != 0 {
-        return Err(RedisError::String(format!(
-            "ERR presence data lives in database 0, this client selected {db} (SELECT 0)"
-        )));
+        return Err(Error::WrongDatabase(db).into());
     }
     Ok(args[1..].iter().map(RedisString::as_slice).collect())
 }

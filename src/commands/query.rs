@@ -30,15 +30,7 @@ fn view_of(
 /// manual, last_active.
 pub fn get(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 1)?;
-    let (user, rest) = argv.split_first().ok_or(RedisError::WrongArity)?;
-    let user = args::id("user", user)?;
-    let (viewer, extra) = args::viewer(rest)?;
-    if let Some(option) = extra.first() {
-        return Err(RedisError::String(format!(
-            "ERR unknown option '{}' (expected VIEWER)",
-            args::shown(option)
-        )));
-    }
+    let (user, viewer) = args::get(&argv)?;
     let view = view_of(ctx, user, viewer, store::now())?;
     Reply::Map(vec![
         ("user", Reply::Bulk(user.to_vec())),
@@ -71,11 +63,7 @@ pub fn bulk(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         return Ok(RedisValue::NoReply);
     }
     let argv = arguments(ctx, &args, 1)?;
-    let (viewer, users) = args::viewer(&argv)?;
-    if users.is_empty() {
-        return Err(RedisError::WrongArity);
-    }
-    let users = args::bulk_users(users, config::max_bulk())?;
+    let (viewer, users) = args::bulk(&argv, config::max_bulk())?;
     let now = store::now();
     let mut rows = Vec::with_capacity(users.len());
     for user in users {
@@ -98,10 +86,7 @@ pub fn bulk(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 /// `PRESENCE.DEVICES user`: a map per connected device, oldest connection first.
 pub fn devices(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 1)?;
-    let [user] = argv[..] else {
-        return Err(RedisError::WrongArity);
-    };
-    let user = args::id("user", user)?;
+    let user = args::user_only(&argv)?;
     let now = store::now();
     let record: Record = store::user::read(ctx, user, true, now)?;
     let mut live: Vec<(&Vec<u8>, &Device)> = record.live_devices(now).collect();

@@ -1,10 +1,11 @@
 //! PRESENCE.STATUS, ACTIVITY, CONTEXT and INCONTEXT: what the user says, does and has open.
 
 use super::arguments;
+use crate::error::Error;
 use crate::model::Manual;
 use crate::reply::Reply;
 use crate::{args, store};
-use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
+use redis_module::{Context, RedisResult, RedisString, RedisValue};
 
 /// `PRESENCE.STATUS user (online|away|busy|dnd|invisible|auto) [MESSAGE text] [FOR ms]`: OK.
 pub fn status(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
@@ -26,15 +27,11 @@ pub fn status(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 /// connected); OK.
 pub fn activity(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 1)?;
-    let (user, device) = match argv[..] {
-        [user] => (args::id("user", user)?, None),
-        [user, device] => (args::id("user", user)?, Some(args::id("device", device)?)),
-        _ => return Err(RedisError::WrongArity),
-    };
+    let (user, device) = args::activity(&argv)?;
     let mut write = store::user::UserWrite::open(ctx, user)?;
     if let Some(device) = device {
         if !write.record.devices.contains_key(device) {
-            return Err(RedisError::Str("ERR device is not connected"));
+            return Err(Error::DeviceNotConnected.into());
         }
     }
     let now = write.now;
@@ -47,18 +44,10 @@ pub fn activity(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 /// connected device has open; OK.
 pub fn context(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 3)?;
-    let [user, device, context] = argv[..] else {
-        return Err(RedisError::WrongArity);
-    };
-    let (user, device) = (args::id("user", user)?, args::id("device", device)?);
-    let context = if context.eq_ignore_ascii_case(b"NONE") {
-        None
-    } else {
-        Some(args::id("context", context)?.to_vec())
-    };
+    let (user, device, context) = args::context(&argv)?;
     let mut write = store::user::UserWrite::open(ctx, user)?;
     if !write.record.set_context(device, context) {
-        return Err(RedisError::Str("ERR device is not connected"));
+        return Err(Error::DeviceNotConnected.into());
     }
     write.commit(ctx);
     Ok(RedisValue::SimpleStringStatic("OK"))
@@ -67,10 +56,7 @@ pub fn context(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 /// `PRESENCE.INCONTEXT user context`: 1 if any connected device of the user has it open, else 0.
 pub fn in_context(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 2)?;
-    let [user, context] = argv[..] else {
-        return Err(RedisError::WrongArity);
-    };
-    let (user, context) = (args::id("user", user)?, args::id("context", context)?);
+    let (user, context) = args::in_context(&argv)?;
     let now = store::now();
     let record = store::user::read(ctx, user, true, now)?;
     Reply::Int(i64::from(record.in_context(context, now))).send(ctx)

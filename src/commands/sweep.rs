@@ -1,33 +1,20 @@
 //! PRESENCE.SWEEP: run a sweep now.
 
 use super::arguments;
+use crate::error::Error;
 use crate::{args, config, sweep};
 use redis_module::{Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
 
 /// Longest one PRESENCE.SWEEP may run, whatever its LIMIT: a backlog takes several calls.
 const TIME_CAP: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// Most devices one PRESENCE.SWEEP may remove.
-const MAX_LIMIT: i64 = 100_000_000;
-
 /// `PRESENCE.SWEEP [LIMIT n]`: removes up to n (default `sweep-budget`) devices past their
 /// deadline, within 10 ms, announcing each change; replies with how many it removed.
 pub fn sweep(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 0)?;
-    let mut limit = config::sweep_budget();
-    for (_, value) in args::options(&argv, &["LIMIT"])? {
-        let n = args::integer("LIMIT", value)?;
-        if !(1..=MAX_LIMIT).contains(&n) {
-            return Err(RedisError::String(format!(
-                "ERR LIMIT must be an integer from 1 to {MAX_LIMIT}, got {n}"
-            )));
-        }
-        limit = n as usize;
-    }
+    let limit = args::sweep(&argv, config::sweep_budget())?;
     if !sweep::may_write(ctx) {
-        return Err(RedisError::Str(
-            "ERR PRESENCE.SWEEP runs only on a master that is not loading",
-        ));
+        return Err(Error::SweepNotHere.into());
     }
     Ok(RedisValue::Integer(
         sweep::run(ctx, limit, Some(TIME_CAP)).removed as i64,
@@ -40,16 +27,14 @@ pub fn clock(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let flags = ctx.get_flags();
     let replicated = flags.contains(ContextFlags::REPLICATED);
     if !replicated && !flags.contains(ContextFlags::LOADING) {
-        return Err(RedisError::Str(
-            "ERR PRESENCE.CLOCK is sent by a master to its replicas, not by clients",
-        ));
+        return Err(Error::ClockFromClient.into());
     }
     let [_, ms] = &args[..] else {
         return Err(RedisError::WrongArity);
     };
     // From an AOF being loaded it is old news; from the master it is its time now.
     if replicated && !flags.contains(ContextFlags::LOADING) {
-        if let Ok(ms) = args::integer("ms", ms.as_slice()) {
+        if let Some(ms) = args::integer(ms.as_slice()) {
             crate::clock::master_time(ms);
         }
     }

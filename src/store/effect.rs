@@ -103,9 +103,7 @@ pub fn call(ctx: &Context, command: &str, args: &[&[u8]]) -> Result<RedisValue, 
 /// no consumer expects from it.
 pub fn check_writable(ctx: &Context) -> Result<(), RedisError> {
     if ctx.get_flags().contains(ContextFlags::SLAVE) {
-        return Err(RedisError::Str(
-            "READONLY presence is written on the master only (this server is a replica)",
-        ));
+        return Err(crate::error::Error::Replica.into());
     }
     Ok(())
 }
