@@ -4,8 +4,8 @@
 //! Every check happens here, before a command touches a key, so a refused command changes nothing.
 
 pub use crate::error::shown;
-pub use crate::limits::*;
 use crate::error::Error;
+pub use crate::limits::*;
 use crate::listing::{self, Position};
 use crate::model::{Audience, Millis, Status};
 

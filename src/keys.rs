@@ -332,6 +332,58 @@ mod tests {
         assert_eq!(slot(b"foo{bar}{zap}"), slot(b"bar"));
     }
 
+    /// The slot as the cluster specification states it, written independently of `slot`: a
+    /// bit-by-bit CRC16 and the hash tag found by splitting at the braces.
+    fn reference_slot(key: &[u8]) -> u16 {
+        let hashed = match key.splitn(2, |&b| b == b'{').nth(1) {
+            Some(after_open) => {
+                match after_open.splitn(2, |&b| b == b'}').collect::<Vec<_>>()[..] {
+                    [tag, _] if !tag.is_empty() => tag,
+                    _ => key,
+                }
+            }
+            None => key,
+        };
+        let mut crc: u32 = 0;
+        for &byte in hashed {
+            for bit in (0..8).rev() {
+                let carry = (crc >> 15) & 1 != u32::from((byte >> bit) & 1);
+                crc = (crc << 1) & 0xffff;
+                if carry {
+                    crc ^= 0x1021;
+                }
+            }
+        }
+        (crc % 16384) as u16
+    }
+
+    #[test]
+    fn slots_agree_with_an_independent_implementation_over_random_ids() {
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..100_000 {
+            let len = (next() % 24) as usize;
+            let id: Vec<u8> = (0..len)
+                .map(|_| match next() % 8 {
+                    0 => b'{',
+                    1 => b'}',
+                    _ => (next() % 256) as u8,
+                })
+                .collect();
+            assert_eq!(slot(&id), reference_slot(&id), "{id:?}");
+        }
+        assert_eq!(
+            reference_slot(b"foo"),
+            12182,
+            "the reference itself is right"
+        );
+    }
+
     #[test]
     fn every_slot_has_a_tag_that_hashes_to_it() {
         for s in 0..SLOTS as u16 {

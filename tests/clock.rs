@@ -52,8 +52,7 @@ fn online(con: &mut redis::Connection, users: &[String], ttl: &str) {
 
 /// A server of each kind whose wall clock the test steps (none on REDIS_URL: said so).
 fn servers_with_a_clock_to_step() -> Vec<(ClockShift, Server)> {
-    if external().is_some() {
-        eprintln!("skipped on REDIS_URL: steps the clock of servers of its own");
+    if skip_on_external("steps the clock of servers of its own") {
         return Vec::new();
     }
     kinds()
@@ -138,8 +137,7 @@ fn after_a_step_back_of_an_hour_dead_devices_still_expire_on_time() {
 
 #[test]
 fn a_replica_with_a_clock_ahead_judges_by_its_masters_and_is_promoted_without_false_timeouts() {
-    if external().is_some() {
-        eprintln!("skipped on REDIS_URL: needs a replica with a clock of its own");
+    if skip_on_external("needs a replica with a clock of its own") {
         return;
     }
     for kind in kinds() {

@@ -21,8 +21,7 @@ fn alive(con: &mut redis::Connection) -> bool {
 #[test]
 fn a_due_member_with_an_overflowing_length_is_dropped_not_fatal() {
     on_each_server(&["sweep-interval", "20"], |srv| {
-        if srv.is_external() {
-            eprintln!("skipped on REDIS_URL: reloads the server");
+        if skip_on_external("reloads the server") {
             return;
         }
         let mut con = srv.con();
@@ -204,10 +203,7 @@ fn garbage_in_the_module_keys_never_takes_the_server_down() {
     on_each_server(
         &["sweep-interval", "10", "grace", "30", "away-after", "40"],
         |srv| {
-            if srv.is_external() {
-                eprintln!(
-                    "skipped on REDIS_URL: writes garbage into the module's keys and reloads"
-                );
+            if skip_on_external("writes garbage into the module's keys and reloads") {
                 return;
             }
             let mut con = srv.con();
@@ -278,8 +274,7 @@ fn garbage_in_the_module_keys_never_takes_the_server_down() {
 #[test]
 fn a_writable_replica_refuses_presence_writes() {
     on_each_server(&[], |master| {
-        if master.is_external() {
-            eprintln!("skipped on REDIS_URL: needs a replica of its own");
+        if skip_on_external("needs a replica of its own") {
             return;
         }
         let replica = Server::start_replica_with(master, &["--replica-read-only", "no"]);
@@ -342,8 +337,7 @@ fn listed(con: &mut redis::Connection, scope: Option<&str>) -> Vec<String> {
 #[test]
 fn a_deleted_record_leaves_no_ghost_and_its_device_is_announced_offline() {
     on_each_server(&["sweep-interval", "10"], |srv| {
-        if srv.is_external() {
-            eprintln!("skipped on REDIS_URL: reads the node's gauges");
+        if skip_on_external("reads the node's gauges") {
             return;
         }
         let mut con = srv.con();
@@ -395,8 +389,7 @@ fn a_deleted_record_leaves_no_ghost_and_its_device_is_announced_offline() {
 #[test]
 fn a_listing_key_that_expired_is_rebuilt_from_the_records() {
     on_each_server(&["sweep-interval", "10"], |srv| {
-        if srv.is_external() {
-            eprintln!("skipped on REDIS_URL: expires a shared listing key");
+        if skip_on_external("expires a shared listing key") {
             return;
         }
         let mut con = srv.con();
@@ -419,8 +412,7 @@ fn a_listing_key_that_expired_is_rebuilt_from_the_records() {
 #[test]
 fn garbage_members_in_indexes_and_listings_are_removed() {
     on_each_server(&["sweep-interval", "10"], |srv| {
-        if srv.is_external() {
-            eprintln!("skipped on REDIS_URL: writes into shared index keys");
+        if skip_on_external("writes into shared index keys") {
             return;
         }
         let mut con = srv.con();
@@ -469,8 +461,7 @@ fn garbage_members_in_indexes_and_listings_are_removed() {
 #[test]
 fn under_eviction_counts_agree_and_no_device_is_announced_twice() {
     on_each_server(&["sweep-interval", "20", "timeout", "1500"], |srv| {
-        if srv.is_external() {
-            eprintln!("skipped on REDIS_URL: sets maxmemory and evicts");
+        if skip_on_external("sets maxmemory and evicts") {
             return;
         }
         const USERS: usize = 3000;
@@ -639,8 +630,7 @@ fn repl_offset(con: &mut redis::Connection, field: &str) -> i64 {
 
 #[test]
 fn a_replica_and_an_aof_reload_apply_users_of_one_hash_tag_in_linear_time() {
-    if external().is_some() {
-        eprintln!("skipped on REDIS_URL: needs a replica and a restart of its own");
+    if skip_on_external("needs a replica and a restart of its own") {
         return;
     }
     for kind in kinds() {
@@ -696,8 +686,7 @@ fn a_replica_and_an_aof_reload_apply_users_of_one_hash_tag_in_linear_time() {
 #[test]
 fn a_listing_key_of_another_type_refuses_writes_with_wrongtype() {
     on_each_server(&[], |srv| {
-        if srv.is_external() {
-            eprintln!("skipped on REDIS_URL: overwrites a shared listing key");
+        if skip_on_external("overwrites a shared listing key") {
             return;
         }
         let mut con = srv.con();
@@ -729,8 +718,7 @@ fn a_listing_key_of_another_type_refuses_writes_with_wrongtype() {
 #[test]
 fn sweep_limit_is_exact_even_inside_one_user() {
     on_each_server(&["sweep-interval", "60000"], |srv| {
-        if srv.is_external() {
-            eprintln!("skipped on REDIS_URL: other devices may be due");
+        if skip_on_external("other devices may be due") {
             return;
         }
         let mut con = srv.con();
@@ -772,8 +760,7 @@ fn sweep_until_some(con: &mut redis::Connection, limit: &str) -> i64 {
 #[test]
 fn sweep_stops_at_its_time_cap_whatever_its_limit() {
     on_each_server(&["sweep-interval", "60000", "timeout", "100"], |srv| {
-        if srv.is_external() {
-            eprintln!("skipped on REDIS_URL: builds a backlog of its own");
+        if skip_on_external("builds a backlog of its own") {
             return;
         }
         let mut con = srv.con();

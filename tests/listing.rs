@@ -247,8 +247,7 @@ fn listing_arguments_are_checked() {
 
 #[test]
 fn a_replica_and_a_restarted_server_answer_the_same_listings() {
-    if external().is_some() {
-        eprintln!("skipped: needs servers of its own");
+    if skip_on_external("needs servers of its own") {
         return;
     }
     for kind in kinds() {

@@ -73,7 +73,7 @@ fn workload(
 
 #[test]
 fn kill_9_with_appendfsync_always_keeps_every_acknowledged_command() {
-    if external().is_some() {
+    if skip_on_external("needs servers of its own") {
         return;
     }
     for kind in kinds() {
@@ -125,7 +125,7 @@ fn kill_9_with_appendfsync_always_keeps_every_acknowledged_command() {
 
 #[test]
 fn kill_9_after_save_restores_the_saved_state_exactly() {
-    if external().is_some() {
+    if skip_on_external("needs servers of its own") {
         return;
     }
     for kind in kinds() {
@@ -163,7 +163,7 @@ fn kill_9_after_save_restores_the_saved_state_exactly() {
 
 #[test]
 fn a_replica_attached_during_a_workload_converges_to_the_master() {
-    if external().is_some() {
+    if skip_on_external("needs servers of its own") {
         return;
     }
     for kind in kinds() {

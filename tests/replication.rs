@@ -86,8 +86,7 @@ fn wait_for_sweeps(con: &mut redis::Connection) {
 
 #[test]
 fn a_replica_holds_exactly_the_masters_state() {
-    if external().is_some() {
-        eprintln!("skipped: needs servers of its own");
+    if skip_on_external("needs servers of its own") {
         return;
     }
     for kind in kinds() {
@@ -118,8 +117,7 @@ fn a_replica_holds_exactly_the_masters_state() {
 
 #[test]
 fn an_aof_reload_and_a_restart_hold_exactly_the_same_state() {
-    if external().is_some() {
-        eprintln!("skipped: needs servers of its own");
+    if skip_on_external("needs servers of its own") {
         return;
     }
     for kind in kinds() {

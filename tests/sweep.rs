@@ -1,19 +1,14 @@
 //! The sweep's guarantees: detection time, mass expiry, restart, failover, and the SWEEP command.
-//! The timing tests take a lock so they do not measure each other's load.
+//! The timing tests, and the restart and failover tests that load the machine, take one lock so
+//! that no test measures another's load.
 
 mod common;
 
 use common::*;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-static TIMING: Mutex<()> = Mutex::new(());
-
-fn timing() -> std::sync::MutexGuard<'static, ()> {
-    TIMING.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Per user, the events received must have consecutive seq numbers in order, with no repeat.
 fn assert_seq_in_order(messages: &[Message]) {
@@ -28,7 +23,7 @@ fn assert_seq_in_order(messages: &[Message]) {
 
 #[test]
 fn offline_events_arrive_between_timeout_and_timeout_plus_200ms() {
-    let _serial = timing();
+    let _serial = timing_lock();
     on_each_server(&["timeout", "1000", "sweep-interval", "50"], |srv| {
         let mut global = Subscriber::new(srv, "SUBSCRIBE", &[b"presence:events"]);
         let mut con = srv.con();
@@ -84,7 +79,7 @@ fn offline_events_arrive_between_timeout_and_timeout_plus_200ms() {
 
 #[test]
 fn a_mass_expiry_is_swept_over_several_runs_while_the_server_keeps_answering() {
-    let _serial = timing();
+    let _serial = timing_lock();
     on_each_server(&["timeout", "1000", "sweep-interval", "60000"], |srv| {
         const USERS: usize = 20_000;
         let prefix = unique("mass");
@@ -162,9 +157,10 @@ fn a_mass_expiry_is_swept_over_several_runs_while_the_server_keeps_answering() {
 
 #[test]
 fn devices_that_expired_while_the_server_was_down_are_announced_after_restart() {
-    if external().is_some() {
+    if skip_on_external("needs servers of its own") {
         return;
     }
+    let _serial = timing_lock();
     for kind in kinds() {
         let config = ["--appendonly", "yes", "--appendfsync", "always"];
         let args = ["sweep-interval", "60000"];
@@ -207,9 +203,10 @@ fn devices_that_expired_while_the_server_was_down_are_announced_after_restart() 
 
 #[test]
 fn a_promoted_replica_sweeps_what_the_old_master_left() {
-    if external().is_some() {
+    if skip_on_external("needs servers of its own") {
         return;
     }
+    let _serial = timing_lock();
     for kind in kinds() {
         let master = Server::start(kind, &[], &[]);
         let replica = Server::start_replica_of(&master);
@@ -287,8 +284,8 @@ fn the_sweep_command_removes_due_devices_up_to_its_limit() {
         assert!(wait_until(Duration::from_secs(5), || {
             text(&map(&run(&mut con, &["PRESENCE.GET", &last]).unwrap())["status"]) == "offline"
         }));
-        if srv.is_external() {
-            return; // other devices of the shared server may be due too
+        if skip_on_external("other devices of the shared server may be due too") {
+            return;
         }
         // Each call removes at most LIMIT; it also stops at 10 ms, which after a start may pass
         // before it meets a device (the sweep does not yet know which slots are empty).

@@ -10,8 +10,11 @@
 //!   starting servers; tests that need servers of their own (replicas, restarts) are skipped.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use redis::{Connection, Value};
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -85,6 +88,27 @@ pub fn binary(kind: Kind) -> PathBuf {
 /// The external server named by `REDIS_URL`, if any.
 pub fn external() -> Option<String> {
     std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty())
+}
+
+/// Whether the calling test must stop because it runs against `REDIS_URL` and needs what such a
+/// server cannot give (`why`). Says so where it is seen: straight on the terminal, past the test
+/// harness's capture, as a line `SKIPPED <test>: <why>` that `scripts/test.sh` counts.
+pub fn skip_on_external(why: &str) -> bool {
+    if external().is_none() {
+        return false;
+    }
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+    true
+}
+
+/// Serializes the tests that measure time against the tests that load the machine (restarts,
+/// failovers, mass expiries): hold it for the whole test.
+pub fn timing_lock() -> std::sync::MutexGuard<'static, ()> {
+    static TIMING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TIMING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The servers every behaviour is checked on.
