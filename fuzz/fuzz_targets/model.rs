@@ -7,7 +7,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use presence::listing::{self, Position};
-use presence::model::{self, Manual, Record, Status};
+use presence::model::{self, Manual, Presence, Rules, Status};
 use presence::{args, codec};
 
 fn parsing(data: &[u8]) {
@@ -94,12 +94,11 @@ fn listing_pages(data: &[u8]) {
 }
 
 fn model(data: &[u8]) {
-    let mut record = Record {
+    let mut record = Presence::with_rules(Rules {
         device_events: data.first().is_some_and(|b| b & 1 == 1),
         away_after: data.get(1).map_or(0, |b| i64::from(*b) * 13),
         grace: data.get(2).map_or(0, |b| i64::from(*b % 4) * 200),
-        ..Record::default()
-    };
+    });
     let mut now: i64 = 1_700_000_000_000;
     let mut last_seq = 0;
     for step in data.chunks(3) {
@@ -150,13 +149,12 @@ fn model(data: &[u8]) {
             _ => {}
         }
 
-        for event in &record.events {
+        for event in &record.take_events() {
             // The first from the time (model::next_seq), then one more each.
             let expected = model::next_seq(last_seq, event.ts);
             assert_eq!(event.seq, expected, "seq must start from the time, then grow by one");
             last_seq = event.seq;
         }
-        record.events.clear();
         assert!(record.devices.len() <= 3);
 
         let view = record.view(now);
@@ -167,7 +165,7 @@ fn model(data: &[u8]) {
         assert!(view.devices > 0 || view.status == Status::Offline || settled.leaving.is_some());
         assert_eq!(view.devices, record.live_count(now));
         assert_eq!(view.manual, settled.manual.is_some());
-        for event in &record.events {
+        for event in &settled.events {
             assert_ne!(
                 event.status,
                 Status::Invisible,
@@ -182,11 +180,7 @@ fn model(data: &[u8]) {
             |id| due.get(id).copied(),
             i64::MAX,
         );
-        let mut expected = record.clone();
-        expected.device_events = false;
-        expected.away_after = 0;
-        expected.grace = 0;
-        assert_eq!(back, expected, "the stored form must round-trip");
+        assert_eq!(back, record.record, "the stored form must round-trip");
     }
 }
 

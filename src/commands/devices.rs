@@ -14,13 +14,13 @@ pub fn online(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         write.check_scopes(ctx, scopes)?;
     }
     let ttl = cmd.ttl.unwrap_or_else(config::timeout);
-    let known = write.record.devices.contains_key(cmd.device);
+    let known = write.presence.devices.contains_key(cmd.device);
     let count =
         write
-            .record
+            .presence
             .connect(cmd.device, ttl, cmd.meta, write.now, config::max_devices())?;
     if let Some(scopes) = cmd.scopes {
-        write.record.set_scopes(scopes);
+        write.presence.set_scopes(scopes);
     }
     stats::CONNECTS.add(i64::from(!known));
     write.commit(ctx);
@@ -36,7 +36,7 @@ pub fn heartbeat(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         return Ok(RedisValue::Integer(1));
     }
     let mut write = store::user::UserWrite::open(ctx, cmd.user)?;
-    let known = write.record.heartbeat(
+    let known = write.presence.heartbeat(
         cmd.device,
         cmd.ttl,
         config::timeout(),
@@ -45,7 +45,7 @@ pub fn heartbeat(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     )?;
     if cmd.active {
         let now = write.now;
-        write.record.activity(now);
+        write.presence.activity(now);
     }
     stats::CONNECTS.add(i64::from(!known));
     write.commit(ctx);
@@ -57,7 +57,7 @@ pub fn offline(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 2)?;
     let (user, device) = args::offline(&argv)?;
     let mut write = store::user::UserWrite::open(ctx, user)?;
-    match write.record.disconnect(device, write.now) {
+    match write.presence.disconnect(device, write.now) {
         Some(left) => {
             stats::DISCONNECTS.add(1);
             write.commit(ctx);

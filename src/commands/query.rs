@@ -1,7 +1,7 @@
 //! PRESENCE.GET, PRESENCE.BULK and PRESENCE.DEVICES: reads at the server's current time.
 
 use super::arguments;
-use crate::model::{Audience, Device, Millis, Record, View};
+use crate::model::{Audience, Device, Millis, View};
 use crate::reply::Reply;
 use crate::{args, config, store};
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
@@ -88,7 +88,7 @@ pub fn devices(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 1)?;
     let user = args::user_only(&argv)?;
     let now = store::now();
-    let record: Record = store::user::read(ctx, user, true, now)?;
+    let record = store::user::read(ctx, user, true, now)?.record;
     let mut live: Vec<(&Vec<u8>, &Device)> = record.live_devices(now).collect();
     live.sort_by_key(|(id, d)| (d.connected_at, id.as_slice()));
     let rows = live

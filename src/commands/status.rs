@@ -18,7 +18,7 @@ pub fn status(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         message: cmd.message,
         until: cmd.duration.map(|ms| now.saturating_add(ms)),
     });
-    write.record.set_manual(manual, now);
+    write.presence.set_manual(manual, now);
     write.commit(ctx);
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
@@ -30,12 +30,12 @@ pub fn activity(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let (user, device) = args::activity(&argv)?;
     let mut write = store::user::UserWrite::open(ctx, user)?;
     if let Some(device) = device {
-        if !write.record.devices.contains_key(device) {
+        if !write.presence.devices.contains_key(device) {
             return Err(Error::DeviceNotConnected.into());
         }
     }
     let now = write.now;
-    write.record.activity(now);
+    write.presence.activity(now);
     write.commit(ctx);
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
@@ -46,7 +46,7 @@ pub fn context(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 3)?;
     let (user, device, context) = args::context(&argv)?;
     let mut write = store::user::UserWrite::open(ctx, user)?;
-    if !write.record.set_context(device, context) {
+    if !write.presence.set_context(device, context) {
         return Err(Error::DeviceNotConnected.into());
     }
     write.commit(ctx);

@@ -4,7 +4,7 @@
 use super::index::exists;
 use super::user::{self, UserWrite};
 use super::{listings, now, vanished};
-use crate::model::{Millis, Record};
+use crate::model::{Millis, Presence};
 use crate::{events, keys, stats};
 use redis_module::Context;
 
@@ -25,7 +25,7 @@ pub fn settle_due_device(
     let Ok(mut write) = UserWrite::open_settling_at_most(ctx, user, max_timeouts.max(1)) else {
         return 0;
     };
-    if write.record.devices.contains_key(device) || write.before().devices.contains_key(device) {
+    if write.presence.devices.contains_key(device) || write.before().devices.contains_key(device) {
         let gone = write.timed_out;
         write.commit(ctx);
         return gone;
@@ -34,8 +34,8 @@ pub fn settle_due_device(
         drop(write);
         return announce_vanished(ctx, slot, user, device, at);
     }
-    write.record.lost(device, at);
-    let lost = write.record.settle(write.now);
+    write.presence.lost(device, at);
+    let lost = write.presence.settle(write.now);
     stats::REPAIRS.add(1);
     write.timed_out += lost;
     let gone = write.timed_out;
@@ -58,12 +58,12 @@ pub fn announce_vanished(
     if !vanished::first_announcement(user) {
         return 0;
     }
-    let mut record = user::with_settings(Record::default());
-    record.lost(device, at);
-    let lost = record.settle(now().max(at));
+    let mut presence = Presence::with_rules(user::rules());
+    presence.lost(device, at);
+    let lost = presence.settle(now().max(at));
     stats::TIMEOUTS.add(lost as i64);
     stats::REPAIRS.add(1);
-    events::publish(ctx, user, &record.events);
+    events::publish(ctx, user, &presence.take_events());
     lost
 }
 

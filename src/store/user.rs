@@ -4,7 +4,7 @@
 use super::effect::{self, Effect};
 use super::{listings, now, vanished};
 use crate::codec::{self, Changes};
-use crate::model::{Millis, Record};
+use crate::model::{Millis, Presence, Record, Rules};
 use crate::server::Key;
 use crate::{config, deadlines, events, keys, stats};
 use redis_module::{raw, Context, RedisError};
@@ -56,28 +56,29 @@ impl UserKeys {
                 .zset_score(&keys::due_member(user, device))
                 .map(|score| score as Millis)
         };
-        with_settings(decoder.finish(deadline, now))
+        decoder.finish(deadline, now)
     }
 }
 
-/// `record` under the settings that decide how it changes (not stored: `Record`'s policy fields).
-pub fn with_settings(record: Record) -> Record {
-    Record {
+/// The settings that decide how records change, as configured now.
+pub fn rules() -> Rules {
+    Rules {
         device_events: config::device_events(),
         away_after: config::away_after(),
         grace: config::grace(),
-        ..record
     }
 }
 
-/// A user's record as stored, read at `now`; device META only when asked for.
+/// A user's record as stored, read at `now` under the configured rules; device META only when
+/// asked for.
 pub fn read(
     ctx: &Context,
     user: &[u8],
     with_meta: bool,
     now: Millis,
-) -> Result<Record, RedisError> {
-    Ok(UserKeys::open(ctx, user, false, false)?.read(user, with_meta, now))
+) -> Result<Presence, RedisError> {
+    let record = UserKeys::open(ctx, user, false, false)?.read(user, with_meta, now);
+    Ok(Presence::new(record, rules()))
 }
 
 /// The hot path of HEARTBEAT: a connected device keeping its TTL only moves its deadline, one
@@ -114,7 +115,7 @@ pub fn heartbeat_connected(
 }
 
 /// A user's record opened for a write at a moment `now`, already settled (devices past their
-/// deadline removed): change `record`, then [`commit`](UserWrite::commit).
+/// deadline removed): change `presence`, then [`commit`](UserWrite::commit).
 pub struct UserWrite {
     pub now: Millis,
     /// The score of the user's own timer in the index, as stored.
@@ -124,7 +125,7 @@ pub struct UserWrite {
     user: Vec<u8>,
     keys: UserKeys,
     before: Record,
-    pub record: Record,
+    pub presence: Presence,
 }
 
 impl UserWrite {
@@ -153,15 +154,15 @@ impl UserWrite {
             .timers
             .as_ref()
             .and_then(|timers| timers.zset_score(user).map(|score| score as Millis));
-        let mut record = before.clone();
-        let timed_out = record.settle_at_most(now, max_timeouts);
+        let mut presence = Presence::new(before.clone(), rules());
+        let timed_out = presence.settle_at_most(now, max_timeouts);
         Ok(UserWrite {
             now,
             stored_timer,
             timed_out,
             user: user.to_vec(),
             keys,
-            record,
+            presence,
             before,
         })
     }
@@ -190,16 +191,16 @@ impl UserWrite {
         self.write(ctx, true)
     }
 
-    fn write(self, ctx: &Context, repair: bool) -> bool {
-        if !self.record.is_empty() {
+    fn write(mut self, ctx: &Context, repair: bool) -> bool {
+        if !self.presence.is_empty() {
             vanished::has_record(&self.user);
         }
         stats::TIMEOUTS.add(self.timed_out as i64);
-        let (before, after) = (self.before.devices.len(), self.record.devices.len());
+        let (before, after) = (self.before.devices.len(), self.presence.devices.len());
         let slot = self.keys.slot;
         stats::DEVICES_ONLINE.add(slot, after as i64 - before as i64);
         stats::USERS_ONLINE.add(slot, i64::from(after > 0) - i64::from(before > 0));
-        let changes = codec::changes(&self.before, &self.record);
+        let changes = codec::changes(&self.before, &self.presence);
         self.write_fields(ctx, &changes);
         self.write_due(ctx, &changes);
         self.write_listings(ctx, &changes);
@@ -207,12 +208,12 @@ impl UserWrite {
         let mut repaired = self.write_expiry(ctx, repair);
         if repair {
             repaired |= self.write_listings_as_recorded(ctx);
-            repaired |= self.timed_out > 0 || self.record != self.before;
+            repaired |= self.timed_out > 0 || self.presence.record != self.before;
             if repaired {
                 stats::REPAIRS.add(1);
             }
         }
-        events::publish(ctx, &self.user, &self.record.events);
+        events::publish(ctx, &self.user, &self.presence.take_events());
         repair && repaired
     }
 
@@ -221,7 +222,7 @@ impl UserWrite {
     /// had to change.
     fn write_listings_as_recorded(&self, ctx: &Context) -> bool {
         let slot = self.keys.slot;
-        let recorded = codec::listings(&self.record);
+        let recorded = codec::listings(&self.presence);
         let mut changed = false;
         if recorded.is_empty() {
             changed |= listings::set(ctx, slot, None, &self.user, None);
@@ -279,7 +280,7 @@ impl UserWrite {
         let Some(timers) = &self.keys.timers else {
             return;
         };
-        match (self.record.user_timer(), self.stored_timer) {
+        match (self.presence.user_timer(), self.stored_timer) {
             (Some(at), stored) if stored != Some(at) => {
                 deadlines::note(self.keys.slot, at);
                 effect::apply(ctx, timers, Effect::ZAdd(&[(at, self.user.clone())]));
@@ -298,10 +299,10 @@ impl UserWrite {
         let retention = config::retention();
         let (was, will) = (
             self.before.expires_at(retention, self.now),
-            self.record.expires_at(retention, self.now),
+            self.presence.expires_at(retention, self.now),
         );
         let key = &self.keys.record;
-        if self.record.is_empty() || will.is_some_and(|at| at <= self.now) {
+        if self.presence.is_empty() || will.is_some_and(|at| at <= self.now) {
             // Nothing left to keep, or retention already ran out.
             return key.kind() != raw::KeyType::Empty && effect::apply(ctx, key, Effect::Delete);
         }
