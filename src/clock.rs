@@ -57,7 +57,7 @@ impl ModuleClock {
         if let Some((last_wall, last_mono)) = self.last {
             let elapsed = mono.saturating_sub(last_mono).max(0);
             let jump = wall.saturating_sub(last_wall).saturating_sub(elapsed);
-            if jump.abs() > STEP_TOLERANCE {
+            if jump.unsigned_abs() > STEP_TOLERANCE.unsigned_abs() {
                 self.offset = self.offset.saturating_sub(jump);
                 step = Step::Absorbed(jump);
             }

@@ -30,6 +30,15 @@ pub enum Effect<'a> {
 /// Whether it changed anything (an empty list of fields or members, or a PERSIST of a key
 /// without TTL, does not).
 pub fn apply(ctx: &Context, key: &Key, effect: Effect) -> bool {
+    let nothing = match effect {
+        Effect::HashSet(fields) => fields.is_empty(),
+        Effect::HashDel(members) | Effect::ZRem(members) => members.is_empty(),
+        Effect::ZAdd(members) => members.is_empty(),
+        Effect::ExpireAt(_) | Effect::Persist | Effect::Delete => false,
+    };
+    if nothing {
+        return false;
+    }
     let name = key.name();
     let mut argv: Vec<&[u8]> = vec![name.as_slice()];
     let numbers: Vec<String>;
@@ -80,9 +89,6 @@ pub fn apply(ctx: &Context, key: &Key, effect: Effect) -> bool {
             ("DEL", NotifyEvent::GENERIC, "del")
         }
     };
-    if argv.len() == 1 && !matches!(command, "PERSIST" | "DEL") {
-        return false;
-    }
     let _own = OwnWrite::begin();
     ctx.replicate(command, argv.as_slice());
     ctx.notify_keyspace_event(class, event, name);

@@ -6,7 +6,8 @@
 //! - [`index`]: the per-slot due indexes and timers sets, as the sweep reads them;
 //! - [`listings`]: the per-slot listings of online users and the directory that counts them;
 //! - [`settings`]: privacy rules and contacts;
-//! - [`repair`]: what the sweep and the reconciliation do when keys disagree.
+//! - [`repair`]: what the sweep and the reconciliation do when keys disagree;
+//! - [`vanished`]: the users announced offline after their record vanished.
 
 pub mod effect;
 pub mod index;
