@@ -355,13 +355,34 @@ pub fn get<'a>(args: &[&'a [u8]]) -> Parsed<(&'a [u8], Option<&'a [u8]>)> {
 /// The viewer, if any, and the users of PRESENCE.BULK.
 pub type Bulk<'a> = (Option<&'a [u8]>, Vec<&'a [u8]>);
 
-/// `[VIEWER v] user [user ...]` of PRESENCE.BULK: at most `max_bulk` users.
+/// `user [user ...] [VIEWER v]` (or `VIEWER v user [user ...]`) of PRESENCE.BULK: at most
+/// `max_bulk` users.
 pub fn bulk<'a>(args: &[&'a [u8]], max_bulk: usize) -> Parsed<Bulk<'a>> {
-    let (viewer, users) = viewer(args)?;
+    let (viewer, users) = bulk_parts(args);
+    let viewer = match viewer {
+        Some(Some(viewer)) => Some(id("viewer", viewer)?),
+        Some(None) => return Err(Error::NeedsValue("VIEWER")),
+        None => None,
+    };
+    let users = args.get(users).unwrap_or_default();
     if users.is_empty() {
         return Err(Error::WrongArity);
     }
     Ok((viewer, bulk_users(users, max_bulk)?))
+}
+
+/// Where PRESENCE.BULK's parts are: the VIEWER clause's value (`Some(None)` for the word alone),
+/// and the positions of the users. `VIEWER v` comes after the users (as for GET), or before them
+/// (the older form). The server's key-position request is answered from this too, so the keys
+/// it routes by are exactly the users read.
+pub fn bulk_parts<'a>(args: &[&'a [u8]]) -> (Option<Option<&'a [u8]>>, std::ops::Range<usize>) {
+    let is_viewer = |a: &&[u8]| a.eq_ignore_ascii_case(b"VIEWER");
+    match args {
+        [first, value, ..] if is_viewer(first) => (Some(Some(value)), 2..args.len()),
+        [first] if is_viewer(first) => (Some(None), 1..1),
+        [_, .., word, value] if is_viewer(word) => (Some(Some(value)), 0..args.len() - 2),
+        _ => (None, 0..args.len()),
+    }
 }
 
 /// What PRESENCE.CONTACTS does.
@@ -660,6 +681,25 @@ mod tests {
         );
         assert!(
             err(privacy_rules(&[b"LASTSEEN", b"friends"])).contains("LASTSEEN must be everyone")
+        );
+    }
+
+    #[test]
+    fn bulk_takes_viewer_at_either_end() {
+        let v: &[u8] = b"v";
+        let trailing: Vec<&[u8]> = vec![b"a", b"b", b"viewer", b"v"];
+        assert_eq!(bulk_parts(&trailing), (Some(Some(v)), 0..2));
+        let leading: Vec<&[u8]> = vec![b"VIEWER", b"v", b"a", b"b"];
+        assert_eq!(bulk_parts(&leading), (Some(Some(v)), 2..4));
+        let plain: Vec<&[u8]> = vec![b"a", b"b"];
+        assert_eq!(bulk_parts(&plain), (None, 0..2));
+        assert_eq!(bulk(&trailing, 10).unwrap(), bulk(&leading, 10).unwrap());
+        // A lone trailing word is a user; a lone leading one needs its value.
+        assert_eq!(bulk(&[b"a", b"VIEWER"], 10).unwrap().1.len(), 2);
+        assert_eq!(err(bulk(&[b"VIEWER"], 10)), "ERR VIEWER needs a value");
+        assert_eq!(
+            err(bulk(&[b"VIEWER", b"v"], 10)),
+            "ERR wrong number of arguments"
         );
     }
 

@@ -19,6 +19,7 @@ pub mod keys;
 mod lifecycle;
 mod limits;
 pub mod listing;
+mod migration;
 pub mod model;
 mod reconcile;
 mod reply;
@@ -28,7 +29,7 @@ mod stats;
 mod store;
 mod sweep;
 
-use commands::{devices, query};
+use commands::{devices, info, query};
 use redis_module::{
     configuration::ConfigurationFlags, redis_module, Context, ContextFlags, Status,
 };
@@ -41,11 +42,39 @@ type Allocator = std::alloc::System;
 
 /// A command handler run through [`guard::command`], so that no panic reaches the server.
 macro_rules! guarded {
-    ($name:literal, $handler:path) => {
+    ($name:expr, $handler:path) => {
         |ctx: &Context, args: Vec<redis_module::RedisString>| {
             guard::command(ctx, $name, args, $handler)
         }
     };
+}
+
+/// The module's version for `MODULE LIST`: the crate's, as major * 10000 + minor * 100 + patch
+/// (0.1.0 is 100, 1.2.3 is 10203).
+const VERSION: i32 = {
+    const fn number(text: &str) -> i32 {
+        let bytes = text.as_bytes();
+        let mut value = 0;
+        let mut i = 0;
+        while i < bytes.len() {
+            value = value * 10 + (bytes[i] - b'0') as i32;
+            i += 1;
+        }
+        value
+    }
+    number(env!("CARGO_PKG_VERSION_MAJOR")) * 10000
+        + number(env!("CARGO_PKG_VERSION_MINOR")) * 100
+        + number(env!("CARGO_PKG_VERSION_PATCH"))
+};
+
+/// Describes every command to the server (syntax, arity, key specs, tips, ACL categories).
+fn describe(ctx: &Context) -> Result<(), String> {
+    let own_category =
+        server::add_acl_category(ctx, info::ACL_CATEGORY).then_some(info::ACL_CATEGORY);
+    for command in info::ALL {
+        server::describe_command(ctx, command, own_category)?;
+    }
+    Ok(())
 }
 
 fn init(ctx: &Context, args: &[redis_module::RedisString]) -> Status {
@@ -66,9 +95,16 @@ fn init(ctx: &Context, args: &[redis_module::RedisString]) -> Status {
         ));
         return Status::Err;
     }
+    if let Err(problem) = describe(ctx) {
+        guard::log_warning(&format!("presence: {problem}"));
+        return Status::Err;
+    }
     sweep::start(ctx);
     lifecycle::warn_about_eviction(ctx);
-    lifecycle::subscribe_to_other_events(ctx)
+    if lifecycle::subscribe_to_other_events(ctx) == Status::Err {
+        return Status::Err;
+    }
+    lifecycle::follow_slot_migrations(ctx)
 }
 
 /// The module is unloaded (`MODULE UNLOAD`, or a server that unloads its modules on shutdown):
@@ -77,6 +113,7 @@ fn deinit(ctx: &Context) -> Status {
     sweep::stop(ctx);
     reconcile::release();
     store::vanished::forget_all();
+    migration::forget_all();
     listing::clear_dirty();
     listing::directory().clear();
     config::EVENTS_CHANNEL.release();
@@ -86,28 +123,29 @@ fn deinit(ctx: &Context) -> Status {
 
 redis_module! {
     name: "presence",
-    version: 1,
+    version: VERSION,
     allocator: (Allocator, Allocator {}),
     data_types: [],
     init: init,
     deinit: deinit,
     commands: [
-        ["presence.online", guarded!("presence.online", devices::online), "write deny-oom fast", 1, 1, 1, ""],
-        ["presence.heartbeat", guarded!("presence.heartbeat", devices::heartbeat), "write deny-oom fast", 1, 1, 1, ""],
-        ["presence.offline", guarded!("presence.offline", devices::offline), "write fast", 1, 1, 1, ""],
-        ["presence.get", guarded!("presence.get", query::get), "readonly fast", 1, 1, 1, ""],
-        ["presence.bulk", guarded!("presence.bulk", query::bulk), "readonly getkeys-api", 1, -1, 1, ""],
-        ["presence.devices", guarded!("presence.devices", query::devices), "readonly fast", 1, 1, 1, ""],
-        ["presence.sweep", guarded!("presence.sweep", commands::sweep::sweep), "write", 0, 0, 0, ""],
-        ["presence.status", guarded!("presence.status", commands::status::status), "write deny-oom fast", 1, 1, 1, ""],
-        ["presence.activity", guarded!("presence.activity", commands::status::activity), "write deny-oom fast", 1, 1, 1, ""],
-        ["presence.context", guarded!("presence.context", commands::status::context), "write deny-oom fast", 1, 1, 1, ""],
-        ["presence.incontext", guarded!("presence.incontext", commands::status::in_context), "readonly fast", 1, 1, 1, ""],
-        ["presence.privacy", guarded!("presence.privacy", commands::privacy::privacy), "write deny-oom fast", 1, 1, 1, ""],
-        ["presence.contacts", guarded!("presence.contacts", commands::privacy::contacts), "write deny-oom", 1, 1, 1, ""],
-        ["presence.list", guarded!("presence.list", commands::listing::list), "readonly", 0, 0, 0, ""],
-        ["presence.count", guarded!("presence.count", commands::listing::count), "readonly fast", 0, 0, 0, ""],
-        ["presence.clock", guarded!("presence.clock", commands::sweep::clock), "readonly fast", 0, 0, 0, ""],
+        // Keys, arity and ACL categories come from `info` (see `describe`).
+        [info::ONLINE.name, guarded!(info::ONLINE.name, devices::online), info::ONLINE.flags, 0, 0, 0, ""],
+        [info::HEARTBEAT.name, guarded!(info::HEARTBEAT.name, devices::heartbeat), info::HEARTBEAT.flags, 0, 0, 0, ""],
+        [info::OFFLINE.name, guarded!(info::OFFLINE.name, devices::offline), info::OFFLINE.flags, 0, 0, 0, ""],
+        [info::GET.name, guarded!(info::GET.name, query::get), info::GET.flags, 0, 0, 0, ""],
+        [info::BULK.name, guarded!(info::BULK.name, query::bulk), info::BULK.flags, 0, 0, 0, ""],
+        [info::DEVICES.name, guarded!(info::DEVICES.name, query::devices), info::DEVICES.flags, 0, 0, 0, ""],
+        [info::SWEEP.name, guarded!(info::SWEEP.name, commands::sweep::sweep), info::SWEEP.flags, 0, 0, 0, ""],
+        [info::STATUS.name, guarded!(info::STATUS.name, commands::status::status), info::STATUS.flags, 0, 0, 0, ""],
+        [info::ACTIVITY.name, guarded!(info::ACTIVITY.name, commands::status::activity), info::ACTIVITY.flags, 0, 0, 0, ""],
+        [info::CONTEXT.name, guarded!(info::CONTEXT.name, commands::status::context), info::CONTEXT.flags, 0, 0, 0, ""],
+        [info::INCONTEXT.name, guarded!(info::INCONTEXT.name, commands::status::in_context), info::INCONTEXT.flags, 0, 0, 0, ""],
+        [info::PRIVACY.name, guarded!(info::PRIVACY.name, commands::privacy::privacy), info::PRIVACY.flags, 0, 0, 0, ""],
+        [info::CONTACTS.name, guarded!(info::CONTACTS.name, commands::privacy::contacts), info::CONTACTS.flags, 0, 0, 0, ""],
+        [info::LIST.name, guarded!(info::LIST.name, commands::listing::list), info::LIST.flags, 0, 0, 0, ""],
+        [info::COUNT.name, guarded!(info::COUNT.name, commands::listing::count), info::COUNT.flags, 0, 0, 0, ""],
+        [info::CLOCK.name, guarded!(info::CLOCK.name, commands::sweep::clock), info::CLOCK.flags, 0, 0, 0, ""],
     ],
     event_handlers: [
         [@ZSET @GENERIC @EXPIRED @EVICTED: lifecycle::on_keyspace_event],

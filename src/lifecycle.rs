@@ -2,7 +2,7 @@
 //! the data changed under them (loading, promotion, flush, SWAPDB), and the keyspace notifications
 //! that keep the listing directory in step with the listing keys.
 
-use crate::{clock, guard, keys, listing, reconcile, server, store, sweep};
+use crate::{clock, guard, keys, listing, migration, reconcile, server, store, sweep};
 use redis_module::server_events::{FlushSubevent, LoadingSubevent, ServerRole};
 use redis_module::{raw, Context, ContextFlags, NotifyEvent, Status};
 use redis_module_macros::{
@@ -55,7 +55,9 @@ fn keyspace_event(ctx: &Context, event: &str, key: &[u8]) {
         _ => None,
     };
     if let Some((slot, scope)) = listing.filter(|_| !store::effect::own_write_in_progress()) {
-        listing::mark_dirty(scope, slot);
+        if !migration::hold_listing(scope, slot) {
+            listing::mark_dirty(scope, slot);
+        }
     }
     if let Some(slot) = restored_index {
         sweep::recheck(slot);
@@ -161,5 +163,50 @@ pub fn subscribe_to_other_events(ctx: &Context) -> Status {
         Status::Ok
     } else {
         Status::Err
+    }
+}
+
+/// On a Valkey with atomic slot migration: declares that the module handles it and follows the
+/// imports (see `migration`). Elsewhere nothing. Fails only if the server took the declaration
+/// but refused the event.
+pub fn follow_slot_migrations(ctx: &Context) -> Status {
+    extern "C" fn on_slot_migration(
+        ctx: *mut raw::RedisModuleCtx,
+        _event: raw::RedisModuleEvent,
+        subevent: u64,
+        data: *mut std::ffi::c_void,
+    ) {
+        guard::callback("a slot migration", || {
+            slot_migration(&Context::new(ctx), subevent, server::migrated_slots(data))
+        });
+    }
+    if !server::opt_in_to_atomic_slot_migration(ctx) {
+        return Status::Ok;
+    }
+    if server::subscribe_to_server_event(ctx, server::slot_migration::EVENT, on_slot_migration) {
+        Status::Ok
+    } else {
+        Status::Err
+    }
+}
+
+fn slot_migration(_ctx: &Context, subevent: u64, slots: Vec<u16>) {
+    use server::slot_migration::{IMPORT_ABORTED, IMPORT_COMPLETED, IMPORT_STARTED};
+    match subevent {
+        IMPORT_STARTED => migration::import_started(slots),
+        IMPORT_COMPLETED => {
+            // The slots are this node's now: list their users and sweep them at once.
+            for (scope, slot) in migration::import_ended(&slots) {
+                listing::mark_dirty(scope.as_deref(), slot);
+            }
+            for slot in slots {
+                sweep::recheck(slot);
+            }
+        }
+        // The server drops what arrived.
+        IMPORT_ABORTED => {
+            migration::import_ended(&slots);
+        }
+        _ => {}
     }
 }

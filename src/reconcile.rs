@@ -16,7 +16,7 @@
 
 use crate::model::Millis;
 use crate::server::MainThread;
-use crate::{args, keys, listing, stats, store};
+use crate::{args, keys, listing, migration, stats, store};
 use redis_module::{Context, KeysCursor, RedisString};
 use std::collections::BTreeSet;
 use std::sync::{Mutex, MutexGuard};
@@ -113,7 +113,8 @@ pub fn run(ctx: &Context, now: Millis, budget: usize, until: Option<Instant>) ->
         };
         let slot = keys::slot(&user);
         // Still gone, and was listed: the user was online when the record went.
-        if !store::index::exists(ctx, &keys::user_key(&user))
+        if !migration::importing(slot)
+            && !store::index::exists(ctx, &keys::user_key(&user))
             && store::listings::forget(ctx, slot, &user)
         {
             // Named by one of its devices when the slot's index (looked at briefly) has one.
@@ -131,6 +132,14 @@ pub fn run(ctx: &Context, now: Millis, budget: usize, until: Option<Instant>) ->
 
 /// One step of the walk; the units it spent.
 fn step(ctx: &Context, walk: &mut Walk, now: Millis) -> usize {
+    // A slot being imported is not this node's yet (see `migration`): passed over.
+    if !matches!(walk.stage, Stage::Records) && migration::importing(walk.slot) {
+        walk.after = None;
+        walk.users.clear();
+        walk.devices = 0;
+        walk.stage = next_slot(walk.slot, walk);
+        return 1;
+    }
     match walk.stage {
         Stage::Due => {
             let name = keys::due_key(walk.slot);
@@ -180,11 +189,7 @@ fn step(ctx: &Context, walk: &mut Walk, now: Millis) -> usize {
                 walk.after = None;
                 walk.stage = match walk.scopes.pop() {
                     Some(next) => Stage::Listing(Some(next)),
-                    None if usize::from(slot) + 1 < keys::SLOTS => {
-                        walk.slot = slot + 1;
-                        Stage::Due
-                    }
-                    None => Stage::Records,
+                    None => next_slot(slot, walk),
                 };
             }
             spent
@@ -204,7 +209,9 @@ fn step(ctx: &Context, walk: &mut Walk, now: Millis) -> usize {
             let more = cursor.0.scan(ctx, &collect);
             let spent = 1 + 2 * users.len();
             for user in users {
-                store::repair::reconcile_user(ctx, &user);
+                if !migration::importing(keys::slot(&user)) {
+                    store::repair::reconcile_user(ctx, &user);
+                }
             }
             if !more {
                 walk.records = None;
@@ -214,6 +221,16 @@ fn step(ctx: &Context, walk: &mut Walk, now: Millis) -> usize {
             }
             spent
         }
+    }
+}
+
+/// The stage after `slot`'s: the next slot's due index, or the records after the last slot.
+fn next_slot(slot: u16, walk: &mut Walk) -> Stage {
+    if usize::from(slot) + 1 < keys::SLOTS {
+        walk.slot = slot + 1;
+        Stage::Due
+    } else {
+        Stage::Records
     }
 }
 

@@ -1,6 +1,7 @@
 //! Redis Cluster: local clusters of 3 masters with a replica each, started by `scripts/cluster.sh`
-//! with the freshly built module, on Redis 7.0 and on Valkey 9.1. Commands through a cluster
-//! client, multi-user reads merged per slot and per node, sharded events, resharding and failover.
+//! with the freshly built module, on Redis 7.0, Redis 7.2 and Valkey 9.1. Commands through a cluster
+//! client, multi-user reads merged per slot and per node, sharded events, resharding (and Valkey's
+//! atomic slot migration) and failover.
 
 mod common;
 
@@ -378,4 +379,140 @@ fn after_a_failover_the_new_master_keeps_presence_and_sweeps_without_repeating_s
             failover.as_millis()
         );
     });
+}
+
+/// Starts moving `slot` to the master on port `to` with Valkey's atomic slot migration, run by
+/// the slot's owner.
+fn start_atomic_migration(cluster: &Cluster, slot: u16, to: u16) {
+    let target = text(&q(&mut cluster.con(to), &["CLUSTER", "MYID"]).unwrap());
+    let slot = slot.to_string();
+    q(
+        &mut cluster.con(cluster.owner(slot.parse().unwrap())),
+        &[
+            "CLUSTER",
+            "MIGRATESLOTS",
+            "SLOTSRANGE",
+            &slot,
+            &slot,
+            "NODE",
+            &target,
+        ],
+    )
+    .unwrap_or_else(|e| panic!("CLUSTER MIGRATESLOTS: {e}"));
+}
+
+/// The states of the slot-migration jobs a node knows, for `operation` (IMPORT or EXPORT).
+fn migration_states(con: &mut Connection, operation: &str) -> Vec<String> {
+    array(&q(con, &["CLUSTER", "GETSLOTMIGRATIONS"]).unwrap())
+        .iter()
+        .map(map)
+        .filter(|job| text(&job["operation"]).eq_ignore_ascii_case(operation))
+        .map(|job| text(&job["state"]))
+        .collect()
+}
+
+#[test]
+fn valkey_atomic_slot_migration_under_heartbeats_loses_nothing_and_announces_once() {
+    if skip_on_external("needs servers of its own") {
+        return;
+    }
+    let cluster = Cluster::start(Kind::Valkey, &["away-after", "0", "sweep-interval", "20"]);
+    let slot = keys::slot(b"atomic0");
+    let users = users_in_slot("atomic", slot, 40);
+    let (stoppers, beaters) = users.split_at(10);
+    let from = cluster.owner(slot);
+    let mut masters = cluster.masters().into_iter().map(|(port, _)| port);
+    let to = masters.find(|&p| p != from).unwrap();
+    let watcher = cluster
+        .masters()
+        .into_iter()
+        .map(|(p, _)| p)
+        .find(|&p| p != from && p != to);
+    // The global channel reaches every node (over the cluster bus, so a little later): one
+    // subscriber sees what either owner announces.
+    let mut events = Subscriber::on(
+        cluster.con(watcher.unwrap()),
+        "SUBSCRIBE",
+        &[b"presence:events"],
+    );
+    let mut con = cluster.client();
+    for user in beaters {
+        q(&mut con, &["PRESENCE.ONLINE", user, "d", "TTL", "3000"]).unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let beating = heartbeat_until(&cluster, beaters.to_vec(), stop.clone());
+    // The stoppers connect once, with deadlines that fall while the slot moves or just after.
+    for (i, user) in stoppers.iter().enumerate() {
+        let ttl = (300 + 40 * i).to_string();
+        q(&mut con, &["PRESENCE.ONLINE", user, "d", "TTL", &ttl]).unwrap();
+    }
+    let online = events.take(users.len(), WAIT);
+    assert_eq!(online.len(), users.len());
+    assert!(online.iter().all(|m| m.str("status") == "online"));
+    std::thread::sleep(Duration::from_millis(200));
+    start_atomic_migration(&cluster, slot, to);
+    let mut source = cluster.con(from);
+    assert!(wait_until(WAIT, || migration_states(&mut source, "EXPORT")
+        .contains(&"success".to_string())));
+    assert!(wait_until(WAIT, || cluster.owner(slot) == to));
+
+    // Nothing is left on the old owner; the new one holds the records, the due index and the
+    // listing of everyone, and lists exactly the users who are still online.
+    let count_keys = |port: u16| {
+        int(&q(
+            &mut cluster.con(port),
+            &["CLUSTER", "COUNTKEYSINSLOT", &slot.to_string()],
+        )
+        .unwrap())
+    };
+    assert_eq!(count_keys(from), 0);
+    assert_eq!(count_keys(to), 40 + 2);
+    // Every stopper is announced offline once, by whichever owner held the slot at its deadline.
+    let offline = events.take(stoppers.len(), WAIT);
+    let mut announced: Vec<&str> = offline.iter().map(|m| m.str("user")).collect();
+    announced.sort();
+    let mut expected: Vec<&str> = stoppers.iter().map(String::as_str).collect();
+    expected.sort();
+    assert_eq!(announced, expected, "each stopper announced once");
+    assert!(offline
+        .iter()
+        .all(|m| (m.str("status"), m.str("reason")) == ("offline", "timeout")));
+    // Within a second of each deadline, before the move, during it or after it: the new owner's
+    // sweep looks at an imported slot as soon as it is its own.
+    for m in &offline {
+        let late = m.received - m.int("ts");
+        assert!(late < 1000, "{} announced {late} ms late", m.str("user"));
+    }
+    assert!(wait_until(WAIT, || int(&q(
+        &mut cluster.con(to),
+        &["PRESENCE.COUNT"]
+    )
+    .unwrap())
+        == 30));
+    assert_eq!(
+        int(&q(&mut cluster.con(from), &["PRESENCE.COUNT"]).unwrap()),
+        0
+    );
+
+    // The others heartbeat through the move, never found missing.
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let (unknown, errors) = beating.join().unwrap();
+    assert_eq!(unknown, 0, "heartbeats that found no device");
+    assert!(errors.is_empty(), "{errors:?}");
+    for row in bulk_anywhere(&mut con, beaters) {
+        assert_eq!(text(&row[1]), "online");
+    }
+    // They time out on the new owner, each announced once, and nothing else is announced.
+    let later = events.take(beaters.len(), WAIT);
+    let mut announced: Vec<&str> = later.iter().map(|m| m.str("user")).collect();
+    announced.sort();
+    let mut expected: Vec<&str> = beaters.iter().map(String::as_str).collect();
+    expected.sort();
+    assert_eq!(announced, expected);
+    for m in &later {
+        let late = m.received - m.int("ts");
+        assert!(late < 1000, "{} announced {late} ms late", m.str("user"));
+    }
+    events.assert_quiet(Duration::from_secs(1));
 }

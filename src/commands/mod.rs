@@ -1,6 +1,7 @@
 //! Command handlers: parse the arguments, apply the model to the stored record, reply.
 
 pub mod devices;
+pub mod info;
 pub mod listing;
 pub mod privacy;
 pub mod query;

@@ -49,16 +49,13 @@ pub fn get(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     .send(ctx)
 }
 
-/// `PRESENCE.BULK [VIEWER v] user [user ...]`: one `[user, status, last_seen, devices]` row per
+/// `PRESENCE.BULK user [user ...] [VIEWER v]`: one `[user, status, last_seen, devices]` row per
 /// user, in order. The users' positions depend on VIEWER, so the server asks for them.
 pub fn bulk(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     if ctx.is_keys_position_request() {
-        let first = match args.get(1) {
-            Some(a) if a.as_slice().eq_ignore_ascii_case(b"VIEWER") => 3,
-            _ => 1,
-        };
-        for position in first..args.len() {
-            ctx.key_at_pos(position as i32);
+        let argv: Vec<&[u8]> = args.iter().skip(1).map(RedisString::as_slice).collect();
+        for position in args::bulk_parts(&argv).1 {
+            crate::server::read_only_key_at(ctx, position + 1);
         }
         return Ok(RedisValue::NoReply);
     }

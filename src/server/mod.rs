@@ -6,8 +6,10 @@
 //! [`call!`] accepts, so a function cannot be called without having been checked. That check is
 //! what makes each `unwrap_unchecked` in `call!` sound.
 
+mod command_info;
 mod key;
 
+pub use command_info::{add_acl_category, describe_command};
 pub use key::Key;
 
 use redis_module::{raw, Context, RedisString};
@@ -16,11 +18,21 @@ use std::os::raw::c_int;
 /// Declares the server functions the module needs: `called` through [`call!`] here, and
 /// `through_crate`, those `redis-module`'s safe wrappers call (they assume them present too).
 macro_rules! server_functions {
-    (called: [$($called:ident),* $(,)?], through_crate: [$($other:ident),* $(,)?] $(,)?) => {
+    (
+        called: [$($called:ident),* $(,)?],
+        through_crate: [$($other:ident),* $(,)?],
+        optional: [$($optional:ident),* $(,)?] $(,)?
+    ) => {
         /// Markers of the functions [`call!`] may call: naming another fails to compile.
         #[allow(non_upper_case_globals, dead_code)]
         mod checked {
             $(pub const $called: () = ();)*
+        }
+
+        /// Markers of the functions some servers lack, which [`call_if_present!`] calls.
+        #[allow(non_upper_case_globals, dead_code)]
+        mod optional {
+            $(pub const $optional: () = ();)*
         }
 
         /// The names of the functions this server lacks.
@@ -50,6 +62,16 @@ macro_rules! call {
     }};
 }
 pub(crate) use call;
+
+/// Calls a server function that some servers lack (listed as `optional` below): `None` where
+/// this server has none.
+macro_rules! call_if_present {
+    ($name:ident($($arg:expr),* $(,)?)) => {{
+        let () = $crate::server::optional::$name;
+        raw::$name.map(|function| function($($arg),*))
+    }};
+}
+pub(crate) use call_if_present;
 
 server_functions! {
     called: [
@@ -81,6 +103,10 @@ server_functions! {
         RedisModule_SubscribeToServerEvent,
         RedisModule_GetDetachedThreadSafeContext,
         RedisModule_FreeThreadSafeContext,
+        RedisModule_GetCommand,
+        RedisModule_SetCommandInfo,
+        RedisModule_KeyAtPosWithFlags,
+        RedisModule_SetModuleOptions,
     ],
     through_crate: [
         RedisModule_FreeString,
@@ -91,10 +117,18 @@ server_functions! {
         RedisModule_CreateTimer,
         RedisModule_StopTimer,
         RedisModule_IsKeysPositionRequest,
-        RedisModule_KeyAtPos,
         RedisModule_Call,
         RedisModule_Replicate,
         RedisModule_ReplyWithMap,
+        RedisModule_GetServerInfo,
+        RedisModule_ServerInfoGetField,
+        RedisModule_FreeServerInfo,
+    ],
+    // Redis 7.2 and Valkey; Valkey and Redis 7.4; the same.
+    optional: [
+        RedisModule_SetCommandACLCategories,
+        RedisModule_AddACLCategory,
+        RedisModule_GetModuleOptionsAll,
     ],
 }
 
@@ -107,6 +141,50 @@ pub fn check_functions() -> Result<(), String> {
     } else {
         Err(missing.join(", "))
     }
+}
+
+/// Valkey 9's module option: the module handles atomic slot migration (`CLUSTER MIGRATESLOTS`).
+const OPTION_ATOMIC_SLOT_MIGRATION: c_int = 1 << 5;
+
+/// Declares that the module handles Valkey's atomic slot migration, on a Valkey that has it;
+/// whether it did. (Redis numbers its module options on its own, so the bit is set on Valkey
+/// only.)
+pub fn opt_in_to_atomic_slot_migration(ctx: &Context) -> bool {
+    let valkey = ctx
+        .server_info("server")
+        .field("server_name")
+        .is_some_and(|name| name.as_slice() == b"valkey");
+    // SAFETY: no arguments.
+    let known = unsafe { call_if_present!(RedisModule_GetModuleOptionsAll()) }.unwrap_or(0);
+    if !valkey || known & OPTION_ATOMIC_SLOT_MIGRATION == 0 {
+        return false;
+    }
+    // SAFETY: a live context in OnLoad; the module sets no other option.
+    unsafe {
+        call!(RedisModule_SetModuleOptions(
+            ctx.get_raw(),
+            OPTION_ATOMIC_SLOT_MIGRATION
+        ))
+    };
+    true
+}
+
+/// Answers the server's key-position request: argument `position` is a key the command only
+/// reads (`KeyAtPos` alone would declare it read-write, and read-only key permissions would
+/// refuse it).
+pub fn read_only_key_at(ctx: &Context, position: usize) {
+    let Ok(position) = c_int::try_from(position) else {
+        return;
+    };
+    let flags = (raw::REDISMODULE_CMD_KEY_RO | raw::REDISMODULE_CMD_KEY_ACCESS) as c_int;
+    // SAFETY: a live context of a key-position request (the caller checked it is one).
+    unsafe {
+        call!(RedisModule_KeyAtPosWithFlags(
+            ctx.get_raw(),
+            position,
+            flags
+        ))
+    };
 }
 
 /// A byte string the server can hold (not tied to a context: freed when dropped).
@@ -165,6 +243,52 @@ pub fn subscribe_to_server_event(ctx: &Context, id: u64, handler: EventHandler) 
         ))
     };
     status == raw::REDISMODULE_OK as c_int
+}
+
+/// Valkey's server event for atomic slot migrations (valkeymodule.h: event 19, data version 1),
+/// and the subevents the module acts on.
+pub mod slot_migration {
+    pub const EVENT: u64 = 19;
+    pub const IMPORT_STARTED: u64 = 0;
+    pub const IMPORT_ABORTED: u64 = 2;
+    pub const IMPORT_COMPLETED: u64 = 4;
+}
+
+/// A slot range of Valkey's slot-migration event, inclusive at both ends.
+#[repr(C)]
+struct SlotRange {
+    start: c_int,
+    end: c_int,
+}
+
+/// The data of Valkey's slot-migration event, version 1.
+#[repr(C)]
+struct SlotMigrationInfo {
+    version: u64,
+    job_name: [std::os::raw::c_char; 41],
+    slot_ranges: *const SlotRange,
+    num_slot_ranges: u32,
+}
+
+/// The slots a slot-migration event names (nothing for data of another version).
+pub fn migrated_slots(data: *const std::ffi::c_void) -> Vec<u16> {
+    let info = data.cast::<SlotMigrationInfo>();
+    // SAFETY: the server passes the event's data, of the layout above, for this event; checked
+    // for NULL and for its version before its ranges are read.
+    let ranges: &[SlotRange] = unsafe {
+        match info.as_ref() {
+            Some(info) if info.version == 1 && !info.slot_ranges.is_null() => {
+                std::slice::from_raw_parts(info.slot_ranges, info.num_slot_ranges as usize)
+            }
+            _ => &[],
+        }
+    };
+    let last = crate::keys::SLOTS as c_int - 1;
+    ranges
+        .iter()
+        .flat_map(|range| range.start.max(0)..=range.end.min(last))
+        .filter_map(|slot| u16::try_from(slot).ok())
+        .collect()
 }
 
 /// A context of the module's own, detached from any client: kept to arm timers from callbacks

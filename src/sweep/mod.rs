@@ -23,7 +23,7 @@ use crate::model::Millis;
 use crate::server::DetachedContext;
 use crate::store::index::{self, DueEntry};
 use crate::store::{listings, repair, user::UserWrite};
-use crate::{config, guard, keys, reconcile, stats, store};
+use crate::{config, guard, keys, migration, reconcile, stats, store};
 use redis_module::{Context, ContextFlags};
 use schedule::{Keyspace, Limits, Schedule};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -223,15 +223,22 @@ pub fn run(ctx: &Context, budget: usize, time_cap: Option<Duration>) -> Outcome 
     outcome
 }
 
-/// The keyspace of the server the sweep runs in.
+/// The keyspace of the server the sweep runs in. A slot being imported is not this node's yet
+/// (see `migration`): it looks empty until the import completes.
 struct ServerKeyspace<'a>(&'a Context);
 
 impl Keyspace for ServerKeyspace<'_> {
     fn due_entries(&mut self, slot: u16, until: Millis, limit: usize) -> Vec<DueEntry> {
+        if migration::importing(slot) {
+            return Vec::new();
+        }
         index::due_entries(self.0, slot, until, limit)
     }
 
     fn next_due(&mut self, slot: u16) -> Option<Millis> {
+        if migration::importing(slot) {
+            return None;
+        }
         index::next_due(self.0, slot)
     }
 
@@ -242,6 +249,9 @@ impl Keyspace for ServerKeyspace<'_> {
         until: Millis,
         limit: usize,
     ) -> Vec<Position> {
+        if migration::importing(slot) {
+            return Vec::new();
+        }
         listings::idle_candidates(self.0, slot, after, until, limit)
     }
 

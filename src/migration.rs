@@ -1,0 +1,93 @@
+//! Valkey's atomic slot migration (`CLUSTER MIGRATESLOTS`), seen from the node that imports.
+//!
+//! The source keeps owning the slots until the hand-over: it sweeps them, announces their
+//! changes and streams its writes to the target, where the keys arrive as ordinary writes before
+//! the slots are the target's. Meanwhile the target must not act on them (its sweep would announce
+//! a timeout the source announces too) nor list them (they would be counted on two nodes). So a
+//! slot being imported looks empty here until the import completes; then the sweep reads its
+//! indexes at once and the listing directory reads its listing keys. An aborted import is dropped
+//! by the server, keys and all. The source needs nothing: it deletes the slots' keys when the
+//! target owns them, and the notifications of those deletions find nothing left to announce.
+
+use std::collections::BTreeSet;
+use std::sync::{Mutex, MutexGuard};
+
+/// What the node holds of imports under way.
+#[derive(Default)]
+struct Imports {
+    /// Slots being imported.
+    slots: BTreeSet<u16>,
+    /// Listing keys (scope, slot) written while their slot was being imported.
+    listings: BTreeSet<(Option<Vec<u8>>, u16)>,
+}
+
+fn imports() -> MutexGuard<'static, Imports> {
+    static IMPORTS: Mutex<Imports> = Mutex::new(Imports {
+        slots: BTreeSet::new(),
+        listings: BTreeSet::new(),
+    });
+    IMPORTS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Whether `slot` is being imported: its keys are arriving but it is not this node's yet.
+pub fn importing(slot: u16) -> bool {
+    let imports = imports();
+    !imports.slots.is_empty() && imports.slots.contains(&slot)
+}
+
+/// An import of `slots` began.
+pub fn import_started(slots: impl IntoIterator<Item = u16>) {
+    imports().slots.extend(slots);
+}
+
+/// Holds back a listing key written while its slot is being imported; whether it did (else the
+/// caller handles the key as any other).
+pub fn hold_listing(scope: Option<&[u8]>, slot: u16) -> bool {
+    let mut imports = imports();
+    if !imports.slots.contains(&slot) {
+        return false;
+    }
+    imports.listings.insert((scope.map(<[u8]>::to_vec), slot));
+    true
+}
+
+/// An import of `slots` ended (completed, or aborted); the listing keys held back for them.
+pub fn import_ended(slots: &[u16]) -> Vec<(Option<Vec<u8>>, u16)> {
+    let mut imports = imports();
+    for slot in slots {
+        imports.slots.remove(slot);
+    }
+    let (ended, still): (BTreeSet<_>, BTreeSet<_>) = std::mem::take(&mut imports.listings)
+        .into_iter()
+        .partition(|(_, slot)| slots.contains(slot));
+    imports.listings = still;
+    ended.into_iter().collect()
+}
+
+/// Forgets every import (the keyspace was replaced, or the module is unloaded).
+pub fn forget_all() {
+    *imports() = Imports::default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_is_held_back_from_start_to_end_of_its_import() {
+        forget_all();
+        assert!(!importing(7));
+        assert!(!hold_listing(None, 7));
+        import_started([7, 8]);
+        assert!(importing(7) && importing(8) && !importing(9));
+        assert!(hold_listing(None, 7));
+        assert!(hold_listing(Some(b"team"), 8));
+        assert!(!hold_listing(None, 9));
+        assert_eq!(import_ended(&[7]), vec![(None, 7)]);
+        assert!(!importing(7) && importing(8));
+        assert_eq!(import_ended(&[8]), vec![(Some(b"team".to_vec()), 8)]);
+        assert!(!importing(8));
+    }
+}
