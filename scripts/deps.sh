@@ -6,7 +6,8 @@
 #     .deps/valkey/valkey-server;
 #   - with --test, for the integration tests: Redis 7.2.6 (the last BSD-licensed line), built from
 #     the source in ../shared/servers/redis-7.2.6.tar.gz into .deps/redis-7.2/redis-server (about
-#     a minute, once).
+#     a minute, once); and the Python clients of tests/python/requirements.txt (pinned, with
+#     hashes) into .deps/python.
 # Safe to run again: it does nothing when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,6 +61,15 @@ if [ "$for_tests" = yes ] && [ ! -x "$REDIS72_DIR/redis-server" ]; then
   mkdir -p "$REDIS72_DIR"
   cp "$tmp"/redis-7.2.6/src/redis-server "$REDIS72_DIR/redis-server"
   rm -rf "$tmp"
+fi
+PYTHON_DIR=".deps/python"
+PYTHON_REQUIREMENTS="tests/python/requirements.txt"
+if [ "$for_tests" = yes ] && ! cmp -s "$PYTHON_REQUIREMENTS" "$PYTHON_DIR/requirements.txt"; then
+  echo "deps: installing the Python test clients into $PYTHON_DIR"
+  rm -rf "$PYTHON_DIR"
+  python3 -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes \
+    --target "$PYTHON_DIR" -r "$PYTHON_REQUIREMENTS"
+  cp "$PYTHON_REQUIREMENTS" "$PYTHON_DIR/requirements.txt"
 fi
 redis72=""
 [ -x "$REDIS72_DIR/redis-server" ] && redis72="$("$REDIS72_DIR/redis-server" --version | cut -d' ' -f1-3), "

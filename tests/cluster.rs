@@ -92,6 +92,23 @@ fn single_user_commands_route_to_the_owner_and_multi_user_reads_merge() {
         let mut newest_first = users.clone();
         newest_first.reverse();
         assert_eq!(merged, newest_first);
+
+        // redis-py's cluster client, as an application would use it, sends BULK with VIEWER to
+        // the users' master: no node replies MOVED.
+        let script = root().join("tests/python/bulk_routing.py");
+        let output = std::process::Command::new("python3")
+            .arg(&script)
+            .arg(cluster.base.to_string())
+            .env("PYTHONPATH", root().join(".deps/python"))
+            .output()
+            .expect("python3");
+        assert!(
+            output.status.success(),
+            "{:?}: {}{} (scripts/deps.sh --test installs redis-py)",
+            cluster.kind,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
     });
 }
 

@@ -542,3 +542,51 @@ fn module_list_shows_the_crate_version() {
         );
     });
 }
+
+#[test]
+fn redis_cli_help_shows_each_commands_syntax_and_summary() {
+    if skip_on_external("runs redis-cli against servers it starts") {
+        return;
+    }
+    on_each_server(&[], |server| {
+        let mut con = server.con();
+        for heading in readme_headings() {
+            let (name, syntax) = heading.split_once(' ').unwrap_or((&heading, ""));
+            let output = std::process::Command::new("redis-cli")
+                .args(["-p", &server.port.to_string(), "help", name])
+                .output()
+                .expect("redis-cli (scripts/deps.sh installs redis-tools)");
+            let shown = without_colours(&String::from_utf8_lossy(&output.stdout));
+            let reply = run(&mut con, &["COMMAND", "DOCS", &name.to_ascii_lowercase()]).unwrap();
+            let docs = map(&map(&reply)[&name.to_ascii_lowercase()]);
+            let summary = text(&docs["summary"]);
+            assert!(shown.contains(name), "{name}: {shown}");
+            assert!(
+                shown.contains(&summary),
+                "{name} lacks its summary: {shown}"
+            );
+            // redis-cli writes a choice without the parentheses the README puts around it.
+            let expected: String = syntax.chars().filter(|c| !"()".contains(*c)).collect();
+            let shown_line = shown.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(
+                shown_line.contains(&format!("{name} {expected}").trim_end().to_string()),
+                "{name}: '{shown_line}' lacks '{expected}'"
+            );
+        }
+    });
+}
+
+/// Text without its terminal colour codes (`ESC [ ... m`).
+fn without_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_code = false;
+    for c in text.chars() {
+        match (in_code, c) {
+            (false, '\u{1b}') => in_code = true,
+            (true, 'm') => in_code = false,
+            (true, _) => {}
+            (false, c) => out.push(c),
+        }
+    }
+    out
+}
