@@ -11,9 +11,11 @@
 #   scripts/cluster.sh stop [--dir DIR]
 #       stops every node started in DIR and removes DIR.
 #   scripts/cluster.sh move-slot SLOT TO_PORT [--dir DIR]
-#       moves one slot, with every key in it, to the master on TO_PORT: SETSLOT IMPORTING and
-#       MIGRATING, then one MIGRATE of all the slot's keys (so the slot's keys never sit on two
-#       nodes at once), then SETSLOT NODE on every master.
+#       moves one slot, with every key in it, to the master on TO_PORT. Redis: SETSLOT IMPORTING on
+#       the target, then in one transaction on the source SETSLOT MIGRATING and one MIGRATE of all
+#       the slot's keys (so the slot's keys never sit on two nodes at once, and no command reaches
+#       the target before they do), then SETSLOT NODE on every master. Valkey: CLUSTER
+#       MIGRATESLOTS (atomic slot migration), waiting until it succeeded.
 #
 # DIR defaults to .cluster/<BASE>; each node keeps its config, log and data in DIR/<port>.
 # Installs what it needs first (scripts/deps.sh).
@@ -21,7 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
 
-usage() { sed -n 2,19p "$0" >&2; exit 2; }
+usage() { sed -n 2,21p "$0" >&2; exit 2; }
 
 command=${1:-}; [ -n "$command" ] || usage; shift
 server=redis base=7000 dir="" replicas=1 module_args=() positional=()
@@ -149,14 +151,42 @@ move-slot)
   done <<<"$nodes"
   [ -n "$from" ] || { echo "cluster: no master owns slot $slot" >&2; exit 1; }
   [ "$from" != "$to" ] || { echo "cluster: slot $slot is on $to already" >&2; exit 0; }
-  cli "$to" cluster setslot "$slot" importing "$from_id" >/dev/null
-  cli "$from" cluster setslot "$slot" migrating "$to_id" >/dev/null
   count=$(cli "$from" cluster countkeysinslot "$slot")
+  if cli "$from" info server | grep -q '^server_name:valkey'; then
+    # Valkey: its atomic slot migration moves the slot, keys and ownership together.
+    successes() { cli "$from" cluster getslotmigrations | grep -A1 '^state$' | grep -c '^success$' || true; }
+    before=$(successes)
+    cli "$from" cluster migrateslots slotsrange "$slot" "$slot" node "$to_id" >/dev/null
+    migrated() { [ "$(successes)" -gt "$before" ]; }
+    wait_for 30 migrated || { echo "cluster: the migration of slot $slot did not succeed" >&2; exit 1; }
+    echo "slot $slot: $count keys moved from $from to $to"
+    exit 0
+  fi
+  cli "$to" cluster setslot "$slot" importing "$from_id" >/dev/null
+  # The slot turns MIGRATING and its keys leave in one transaction. Every command names a user id,
+  # which is never a key itself, so a MIGRATING source sends every command for the slot to the
+  # target (ASK): were the keys still on the source then, the target would start from nothing.
+  # (Valkey 9.1 aborts on CLUSTER SETSLOT inside MULTI: it takes the branch above.)
   if [ "$count" -gt 0 ]; then
     mapfile -t keys < <(cli "$from" cluster getkeysinslot "$slot" "$count")
+    reply=$( {
+      echo MULTI
+      echo "CLUSTER SETSLOT $slot MIGRATING $to_id"
+      printf 'MIGRATE 127.0.0.1 %s "" 0 10000 KEYS' "$to"
+      for key in "${keys[@]}"; do quoted=${key//\\/\\\\}; printf ' "%s"' "${quoted//\"/\\\"}"; done
+      echo
+      echo EXEC
+    } | cli "$from" | tail -2 | tr '\n' ' ')
+    [ "$reply" = "OK OK " ] || { echo "cluster: MIGRATE replied $reply" >&2; exit 1; }
+  else
+    cli "$from" cluster setslot "$slot" migrating "$to_id" >/dev/null
+  fi
+  # Keys written between the listing and the transaction follow.
+  while [ "$(cli "$from" cluster countkeysinslot "$slot")" -gt 0 ]; do
+    mapfile -t keys < <(cli "$from" cluster getkeysinslot "$slot" 1000)
     reply=$(cli "$from" migrate 127.0.0.1 "$to" "" 0 10000 KEYS "${keys[@]}")
     [ "$reply" = OK ] || { echo "cluster: MIGRATE replied $reply" >&2; exit 1; }
-  fi
+  done
   # The new owner first, then the old one, then the others (as redis-cli --cluster does).
   cli "$to" cluster setslot "$slot" node "$to_id" >/dev/null
   cli "$from" cluster setslot "$slot" node "$to_id" >/dev/null
