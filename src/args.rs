@@ -96,6 +96,25 @@ pub fn options<'a>(
     Ok(found)
 }
 
+/// Takes the flag `flag` (a word with no value: `ACTIVE`, `WITHSCOPES`) out of name-value
+/// options, wherever it stands among them: whether it was there, and the options left.
+fn take_flag<'a>(args: &[&'a [u8]], flag: &'static str) -> Parsed<(bool, Vec<&'a [u8]>)> {
+    let mut found = false;
+    let mut kept: Vec<&'a [u8]> = Vec::with_capacity(args.len());
+    for arg in args {
+        // At an even position of what is kept, a word is an option's name, not its value.
+        if arg.eq_ignore_ascii_case(flag.as_bytes()) && kept.len().is_multiple_of(2) {
+            if found {
+                return Err(Error::GivenTwice(flag));
+            }
+            found = true;
+        } else {
+            kept.push(arg);
+        }
+    }
+    Ok((found, kept))
+}
+
 /// A scope name.
 pub fn scope(value: &[u8]) -> Parsed<&[u8]> {
     if value.is_empty() || value.len() > MAX_SCOPE_LEN {
@@ -161,32 +180,24 @@ pub struct Heartbeat<'a> {
     pub device: &'a [u8],
     pub ttl: Option<Millis>,
     pub active: bool,
+    pub meta: Option<String>,
 }
 
 pub fn heartbeat<'a>(args: &[&'a [u8]]) -> Parsed<Heartbeat<'a>> {
-    let (user, device, mut rest) = user_and_device(args)?;
-    let mut active = false;
-    // ACTIVE is a flag: take it out wherever it stands among the options.
-    let mut kept: Vec<&'a [u8]> = Vec::with_capacity(rest.len());
-    while let [arg, tail @ ..] = rest {
-        if arg.eq_ignore_ascii_case(b"ACTIVE") && kept.len().is_multiple_of(2) {
-            if active {
-                return Err(Error::GivenTwice("ACTIVE"));
-            }
-            active = true;
-        } else {
-            kept.push(arg);
-        }
-        rest = tail;
-    }
+    let (user, device, rest) = user_and_device(args)?;
+    let (active, kept) = take_flag(rest, "ACTIVE")?;
     let mut parsed = Heartbeat {
         user,
         device,
         ttl: None,
         active,
+        meta: None,
     };
-    for (_, value) in options(&kept, &["TTL"])? {
-        parsed.ttl = Some(ttl(value)?);
+    for (option, value) in options(&kept, &["TTL", "META"])? {
+        match option {
+            "TTL" => parsed.ttl = Some(ttl(value)?),
+            _ => parsed.meta = Some(meta(value)?),
+        }
     }
     Ok(parsed)
 }
@@ -206,15 +217,19 @@ pub struct List<'a> {
     pub limit: usize,
     /// `None`: from the top (cursor `0`).
     pub after: Option<Position>,
+    /// Rows carry the user's scopes.
+    pub with_scopes: bool,
 }
 
 pub fn list<'a>(args: &[&'a [u8]]) -> Parsed<List<'a>> {
+    let (with_scopes, args) = take_flag(args, "WITHSCOPES")?;
     let mut parsed = List {
         scope: None,
         limit: listing::DEFAULT_LIMIT,
         after: None,
+        with_scopes,
     };
-    for (option, value) in options(args, &["SCOPE", "LIMIT", "CURSOR"])? {
+    for (option, value) in options(&args, &["SCOPE", "LIMIT", "CURSOR"])? {
         match option {
             "SCOPE" => parsed.scope = Some(scope(value)?),
             "LIMIT" => {
@@ -336,6 +351,69 @@ pub fn user_only<'a>(args: &[&'a [u8]]) -> Parsed<&'a [u8]> {
     }
 }
 
+/// Whom PRESENCE.FANOUT answers for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Viewers<'a> {
+    /// The user's contacts.
+    Contacts,
+    /// These viewers, in order.
+    Listed(Vec<&'a [u8]>),
+}
+
+/// PRESENCE.FANOUT's arguments.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Fanout<'a> {
+    pub user: &'a [u8],
+    /// An event payload of the user's, to answer for instead of the present.
+    pub event: Option<&'a [u8]>,
+    pub viewers: Viewers<'a>,
+}
+
+/// `user [EVENT payload] (CONTACTS | VIEWERS viewer [viewer ...])` of PRESENCE.FANOUT: at most
+/// `max_viewers` viewers listed.
+pub fn fanout<'a>(args: &[&'a [u8]], max_viewers: usize) -> Parsed<Fanout<'a>> {
+    let [user, rest @ ..] = args else {
+        return Err(Error::WrongArity);
+    };
+    let user = id("user", user)?;
+    let (event, rest) = match rest {
+        [word, payload, rest @ ..] if word.eq_ignore_ascii_case(b"EVENT") => (Some(*payload), rest),
+        _ => (None, rest),
+    };
+    let viewers = match rest {
+        [word] if word.eq_ignore_ascii_case(b"CONTACTS") => Viewers::Contacts,
+        [word, listed @ ..] if word.eq_ignore_ascii_case(b"VIEWERS") && !listed.is_empty() => {
+            if listed.len() > max_viewers {
+                return Err(Error::TooManyUsers {
+                    given: listed.len(),
+                    max: max_viewers,
+                });
+            }
+            Viewers::Listed(
+                listed
+                    .iter()
+                    .map(|v| id("viewer", v))
+                    .collect::<Parsed<_>>()?,
+            )
+        }
+        [word, ..]
+            if !word.eq_ignore_ascii_case(b"VIEWERS")
+                && !word.eq_ignore_ascii_case(b"CONTACTS") =>
+        {
+            return Err(Error::UnknownOption {
+                given: shown(word),
+                expected: &["EVENT", "CONTACTS", "VIEWERS"],
+            })
+        }
+        _ => return Err(Error::WrongArity),
+    };
+    Ok(Fanout {
+        user,
+        event,
+        viewers,
+    })
+}
+
 /// `user [VIEWER v]` of PRESENCE.GET.
 pub fn get<'a>(args: &[&'a [u8]]) -> Parsed<(&'a [u8], Option<&'a [u8]>)> {
     let [user, rest @ ..] = args else {
@@ -352,37 +430,83 @@ pub fn get<'a>(args: &[&'a [u8]]) -> Parsed<(&'a [u8], Option<&'a [u8]>)> {
     Ok((user, viewer))
 }
 
-/// The viewer, if any, and the users of PRESENCE.BULK.
-pub type Bulk<'a> = (Option<&'a [u8]>, Vec<&'a [u8]>);
+/// PRESENCE.BULK's arguments.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Bulk<'a> {
+    pub viewer: Option<&'a [u8]>,
+    pub users: Vec<&'a [u8]>,
+    /// Rows carry the device that left last.
+    pub with_device: bool,
+}
+
+/// Where PRESENCE.BULK's parts are (see [`bulk_parts`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct BulkParts<'a> {
+    /// The VIEWER clause's value (`Some(None)`: the word alone).
+    pub viewer: Option<Option<&'a [u8]>>,
+    /// The positions of the users.
+    pub users: std::ops::Range<usize>,
+    pub with_device: bool,
+}
 
 /// `user [user ...] [VIEWER v]` (or `VIEWER v user [user ...]`) of PRESENCE.BULK: at most
 /// `max_bulk` users.
 pub fn bulk<'a>(args: &[&'a [u8]], max_bulk: usize) -> Parsed<Bulk<'a>> {
-    let (viewer, users) = bulk_parts(args);
-    let viewer = match viewer {
+    let parts = bulk_parts(args);
+    let viewer = match parts.viewer {
         Some(Some(viewer)) => Some(id("viewer", viewer)?),
         Some(None) => return Err(Error::NeedsValue("VIEWER")),
         None => None,
     };
-    let users = args.get(users).unwrap_or_default();
+    let users = args.get(parts.users).unwrap_or_default();
     if users.is_empty() {
         return Err(Error::WrongArity);
     }
-    Ok((viewer, bulk_users(users, max_bulk)?))
+    Ok(Bulk {
+        viewer,
+        users: bulk_users(users, max_bulk)?,
+        with_device: parts.with_device,
+    })
 }
 
-/// Where PRESENCE.BULK's parts are: the VIEWER clause's value (`Some(None)` for the word alone),
-/// and the positions of the users. `VIEWER v` comes after the users (as for GET), or before them
-/// (the older form). The server's key-position request is answered from this too, so the keys
-/// it routes by are exactly the users read.
-pub fn bulk_parts<'a>(args: &[&'a [u8]]) -> (Option<Option<&'a [u8]>>, std::ops::Range<usize>) {
-    let is_viewer = |a: &&[u8]| a.eq_ignore_ascii_case(b"VIEWER");
+/// Where PRESENCE.BULK's parts are. After the users come `VIEWER v` (as for GET) and the flag
+/// `WITHDEVICE`, in either order; `VIEWER v` may also come first (the older form). The server's
+/// key-position request is answered from this too, so the keys it routes by are exactly the
+/// users read.
+pub fn bulk_parts<'a>(args: &[&'a [u8]]) -> BulkParts<'a> {
+    let is = |a: &[u8], word: &str| a.eq_ignore_ascii_case(word.as_bytes());
+    let mut parts = BulkParts {
+        viewer: None,
+        users: 0..args.len(),
+        with_device: false,
+    };
     match args {
-        [first, value, ..] if is_viewer(first) => (Some(Some(value)), 2..args.len()),
-        [first] if is_viewer(first) => (Some(None), 1..1),
-        [_, .., word, value] if is_viewer(word) => (Some(Some(value)), 0..args.len() - 2),
-        _ => (None, 0..args.len()),
+        [first, value, ..] if is(first, "VIEWER") => {
+            parts.viewer = Some(Some(value));
+            parts.users.start = 2;
+        }
+        [first] if is(first, "VIEWER") => {
+            parts.viewer = Some(None);
+            parts.users.start = 1;
+        }
+        _ => {}
     }
+    // The trailing clauses, each at most once, with at least one user before them.
+    for _ in 0..2 {
+        let users = &args[parts.users.clone()];
+        match users {
+            [_, .., last] if !parts.with_device && is(last, "WITHDEVICE") => {
+                parts.with_device = true;
+                parts.users.end -= 1;
+            }
+            [_, .., word, value] if parts.viewer.is_none() && is(word, "VIEWER") => {
+                parts.viewer = Some(Some(value));
+                parts.users.end -= 2;
+            }
+            _ => break,
+        }
+    }
+    parts
 }
 
 /// What PRESENCE.CONTACTS does.
@@ -620,8 +744,15 @@ mod tests {
             "ERR TTL given more than once"
         );
         assert_eq!(
-            err(heartbeat(&[b"u", b"d", b"META", b"{}"])),
-            "ERR unknown option 'META' (expected TTL)"
+            err(heartbeat(&[b"u", b"d", b"SCOPE", b"s"])),
+            "ERR unknown option 'SCOPE' (expected TTL or META)"
+        );
+        assert_eq!(
+            heartbeat(&[b"u", b"d", b"META", b"{}", b"ACTIVE"])
+                .unwrap()
+                .meta
+                .as_deref(),
+            Some("{}")
         );
     }
 
@@ -685,22 +816,60 @@ mod tests {
     }
 
     #[test]
-    fn bulk_takes_viewer_at_either_end() {
+    fn bulk_takes_viewer_at_either_end_and_withdevice_after_the_users() {
         let v: &[u8] = b"v";
+        let parts = |viewer, users, with_device| BulkParts {
+            viewer,
+            users,
+            with_device,
+        };
         let trailing: Vec<&[u8]> = vec![b"a", b"b", b"viewer", b"v"];
-        assert_eq!(bulk_parts(&trailing), (Some(Some(v)), 0..2));
+        assert_eq!(bulk_parts(&trailing), parts(Some(Some(v)), 0..2, false));
         let leading: Vec<&[u8]> = vec![b"VIEWER", b"v", b"a", b"b"];
-        assert_eq!(bulk_parts(&leading), (Some(Some(v)), 2..4));
+        assert_eq!(bulk_parts(&leading), parts(Some(Some(v)), 2..4, false));
         let plain: Vec<&[u8]> = vec![b"a", b"b"];
-        assert_eq!(bulk_parts(&plain), (None, 0..2));
+        assert_eq!(bulk_parts(&plain), parts(None, 0..2, false));
         assert_eq!(bulk(&trailing, 10).unwrap(), bulk(&leading, 10).unwrap());
+        for with in [
+            vec![&b"a"[..], b"b", b"VIEWER", b"v", b"withdevice"],
+            vec![&b"a"[..], b"b", b"WITHDEVICE", b"VIEWER", b"v"],
+            vec![&b"VIEWER"[..], b"v", b"a", b"b", b"WITHDEVICE"],
+        ] {
+            let found = bulk(&with, 10).unwrap();
+            assert_eq!(found.users, vec![&b"a"[..], b"b"], "{with:?}");
+            assert_eq!((found.viewer, found.with_device), (Some(v), true));
+        }
         // A lone trailing word is a user; a lone leading one needs its value.
-        assert_eq!(bulk(&[b"a", b"VIEWER"], 10).unwrap().1.len(), 2);
+        assert_eq!(bulk(&[b"a", b"VIEWER"], 10).unwrap().users.len(), 2);
+        assert_eq!(bulk(&[b"WITHDEVICE"], 10).unwrap().users.len(), 1);
         assert_eq!(err(bulk(&[b"VIEWER"], 10)), "ERR VIEWER needs a value");
         assert_eq!(
             err(bulk(&[b"VIEWER", b"v"], 10)),
             "ERR wrong number of arguments"
         );
+    }
+
+    #[test]
+    fn fanout_takes_an_event_and_contacts_or_viewers() {
+        let parsed = fanout(&[b"u", b"CONTACTS"], 10).unwrap();
+        assert_eq!((parsed.event, parsed.viewers), (None, Viewers::Contacts));
+        let parsed = fanout(&[b"u", b"event", b"{}", b"viewers", b"a", b"b"], 10).unwrap();
+        assert_eq!(parsed.event, Some(&b"{}"[..]));
+        assert_eq!(parsed.viewers, Viewers::Listed(vec![&b"a"[..], b"b"]));
+        assert_eq!(
+            err(fanout(&[b"u", b"VIEWERS"], 10)),
+            "ERR wrong number of arguments"
+        );
+        assert_eq!(err(fanout(&[b"u"], 10)), "ERR wrong number of arguments");
+        assert_eq!(
+            err(fanout(&[b"u", b"FRIENDS"], 10)),
+            "ERR unknown option 'FRIENDS' (expected EVENT or CONTACTS or VIEWERS)"
+        );
+        assert_eq!(
+            err(fanout(&[b"u", b"VIEWERS", b"a", b"b", b"c"], 2)),
+            "ERR too many users: 3 given, max-bulk is 2"
+        );
+        assert!(err(fanout(&[b"u", b"VIEWERS", b""], 2)).contains("viewer id"));
     }
 
     #[test]

@@ -12,8 +12,9 @@
 //! | `manual_until` | ms when it returns to automatic             |
 //! | `last_active`  | ms of the latest activity (absent: as `since`; empty: never) |
 //! | `leaving`      | `<ms>:<disconnect|timeout>:<device>`: the last device left, grace running |
+//! | `last_device`  | the device that left last                   |
 //! | `scope:<name>` | empty: the user is in scope `<name>`            |
-//! | `dev:<id>`     | `<connected_at>:<ttl>`                      |
+//! | `dev:<id>`     | `<connected_at>:<ttl>`, then `:<order>` when not 0 (see [`Device::order`]) |
 //! | `meta:<id>`    | the device's META JSON text (when given)    |
 //! | `ctx:<id>`     | the conversation the device has open        |
 //!
@@ -39,6 +40,7 @@ pub const MESSAGE: &[u8] = b"message";
 pub const MANUAL_UNTIL: &[u8] = b"manual_until";
 pub const LAST_ACTIVE: &[u8] = b"last_active";
 pub const LEAVING: &[u8] = b"leaving";
+pub const LAST_DEVICE: &[u8] = b"last_device";
 const DEVICE_PREFIX: &[u8] = b"dev:";
 const META_PREFIX: &[u8] = b"meta:";
 const CONTEXT_PREFIX: &[u8] = b"ctx:";
@@ -59,19 +61,27 @@ fn parse_millis(value: &[u8]) -> Option<Millis> {
 }
 
 /// The value of a device's `dev:` field.
-pub fn device_value(connected_at: Millis, ttl: Millis) -> Vec<u8> {
-    format!("{connected_at}:{ttl}").into_bytes()
+pub fn device_value(connected_at: Millis, ttl: Millis, order: u64) -> Vec<u8> {
+    if order == 0 {
+        format!("{connected_at}:{ttl}").into_bytes()
+    } else {
+        format!("{connected_at}:{ttl}:{order}").into_bytes()
+    }
 }
 
-/// `(connected_at, ttl)` from a device's `dev:` field.
-pub fn parse_device_value(value: &[u8]) -> Option<(Millis, Millis)> {
-    let mut parts = value.split(|&b| b == b':').map(parse_millis);
-    let connected_at = parts.next()??;
-    let ttl = parts.next()??;
+/// `(connected_at, ttl, order)` from a device's `dev:` field.
+pub fn parse_device_value(value: &[u8]) -> Option<(Millis, Millis, u64)> {
+    let mut parts = value.split(|&b| b == b':');
+    let connected_at = parse_millis(parts.next()?)?;
+    let ttl = parse_millis(parts.next()?)?;
+    let order = match parts.next() {
+        Some(order) => std::str::from_utf8(order).ok()?.parse().ok()?,
+        None => 0,
+    };
     if parts.next().is_some() || ttl <= 0 {
         return None;
     }
-    Some((connected_at, ttl))
+    Some((connected_at, ttl, order))
 }
 
 fn parse_leaving(value: &[u8]) -> Option<Leaving> {
@@ -104,7 +114,7 @@ pub struct Decoder {
     manual: Option<Status>,
     message: Option<String>,
     manual_until: Option<Millis>,
-    devices: Vec<(Vec<u8>, Millis, Millis)>,
+    devices: Vec<(Vec<u8>, Millis, Millis, u64)>,
     metas: Vec<(Vec<u8>, String)>,
     contexts: Vec<(Vec<u8>, Vec<u8>)>,
     with_meta: bool,
@@ -151,9 +161,11 @@ impl Decoder {
             self.last_active = Some(parse_millis(value));
         } else if field == LEAVING {
             self.record.leaving = parse_leaving(value);
+        } else if field == LAST_DEVICE {
+            self.record.last_device = Some(value.to_vec()).filter(|d| !d.is_empty());
         } else if let Some(id) = field.strip_prefix(DEVICE_PREFIX) {
-            if let Some((connected_at, ttl)) = parse_device_value(value) {
-                self.devices.push((id.to_vec(), connected_at, ttl));
+            if let Some((connected_at, ttl, order)) = parse_device_value(value) {
+                self.devices.push((id.to_vec(), connected_at, ttl, order));
             }
         } else if let Some(id) = field.strip_prefix(META_PREFIX) {
             if let (true, Ok(text)) = (self.with_meta, std::str::from_utf8(value)) {
@@ -180,8 +192,8 @@ impl Decoder {
         // Fields come in hash order; the record keeps scopes sorted.
         self.record.scopes.sort_unstable();
         self.record.last_active = self.last_active.unwrap_or(self.record.since);
-        for (id, connected_at, ttl) in self.devices {
-            let device = match deadline(&id) {
+        for (id, connected_at, ttl, order) in self.devices {
+            let mut device = match deadline(&id) {
                 // No heartbeat sets a deadline further than its TTL ahead (with a margin of the
                 // longest TTL for clocks that differ: another node's, a step).
                 Some(deadline) if deadline <= now.saturating_add(ttl).saturating_add(MAX_TTL) => {
@@ -191,10 +203,12 @@ impl Decoder {
                         ttl,
                         meta: None,
                         context: None,
+                        order,
                     }
                 }
                 _ => lost_device(connected_at, ttl, now),
             };
+            device.order = order;
             self.record.devices.insert(id, device);
         }
         for (id, text) in self.metas {
@@ -242,6 +256,7 @@ pub fn lost_device(connected_at: Millis, ttl: Millis, now: Millis) -> Device {
         ttl: deadline.saturating_sub(last_heartbeat),
         meta: None,
         context: None,
+        order: 0,
     }
 }
 
@@ -299,6 +314,9 @@ pub fn encode(record: &Record) -> Fields {
     for scope in &record.scopes {
         fields.insert(prefixed(SCOPE_PREFIX, scope), Vec::new());
     }
+    if let Some(device) = &record.last_device {
+        fields.insert(LAST_DEVICE.to_vec(), device.clone());
+    }
     if let Some(leaving) = &record.leaving {
         let mut value = format!("{}:{}:", leaving.at, leaving.reason.as_str()).into_bytes();
         value.extend_from_slice(&leaving.device);
@@ -307,7 +325,7 @@ pub fn encode(record: &Record) -> Fields {
     for (id, device) in &record.devices {
         fields.insert(
             device_field(id),
-            device_value(device.connected_at, device.ttl),
+            device_value(device.connected_at, device.ttl, device.order),
         );
         if let Some(meta) = &device.meta {
             fields.insert(prefixed(META_PREFIX, id), meta.clone().into_bytes());
@@ -408,9 +426,16 @@ mod tests {
 
     fn sample() -> Presence {
         let mut r = Presence::default();
-        r.connect(b"phone", 1000, Some("{\"os\":\"ios\"}".into()), 100, 8)
-            .unwrap();
-        r.connect(b"a:b\0\xff", 2000, None, 200, 8).unwrap();
+        r.connect(
+            b"phone",
+            1000,
+            Some("{\"os\":\"ios\"}".into()),
+            None,
+            100,
+            8,
+        )
+        .unwrap();
+        r.connect(b"a:b\0\xff", 2000, None, None, 200, 8).unwrap();
         r.set_context(b"phone", Some(b"chat\0:1".to_vec()));
         r.set_scopes(vec![b"zone:1".to_vec(), b"org\0".to_vec()]);
         r.last_seen = Some(50);
@@ -436,7 +461,8 @@ mod tests {
     #[test]
     fn records_round_trip() {
         let mut r = sample();
-        r.heartbeat(b"phone", Some(700), 1000, 450, 8).unwrap();
+        r.heartbeat(b"phone", Some(700), None, 1000, 450, 8)
+            .unwrap();
         assert_eq!(round_trip(&r), r.record);
         assert_eq!(round_trip(&Record::default()), Record::default());
     }
@@ -444,7 +470,7 @@ mod tests {
     #[test]
     fn implied_fields_are_left_out_and_read_back() {
         let mut r = Presence::default();
-        r.connect(b"d", 1000, None, 100, 8).unwrap();
+        r.connect(b"d", 1000, None, None, 100, 8).unwrap();
         let fields = encode(&r);
         assert!(!fields.contains_key(STATUS), "online with a device");
         assert!(!fields.contains_key(LAST_ACTIVE), "active since connecting");
@@ -464,7 +490,7 @@ mod tests {
             grace: 500,
             ..Rules::default()
         });
-        leaving.connect(b"d", 1000, None, 100, 8).unwrap();
+        leaving.connect(b"d", 1000, None, None, 100, 8).unwrap();
         leaving.disconnect(b"d", 200);
         assert_eq!(encode(&leaving)[STATUS], b"online");
         let back = round_trip(&leaving);
@@ -526,7 +552,7 @@ mod tests {
         let fields: Vec<(&[u8], &[u8])> = vec![
             (b"since", b"soon"),
             (b"dev:x", b"1"),
-            (b"dev:y", b"1:2:3"),
+            (b"dev:y", b"1:2:3:4"),
             (b"dev:z", b"1:-5"),
             (b"dev:unindexed", b"1:2"),
             (b"meta:orphan", b"{}"),
@@ -563,7 +589,7 @@ mod tests {
     fn changes_touch_only_what_changed() {
         let before = sample();
         let mut after = before.clone();
-        after.heartbeat(b"phone", None, 1000, 300, 8).unwrap();
+        after.heartbeat(b"phone", None, None, 1000, 300, 8).unwrap();
         let c = changes(&before, &after);
         // A heartbeat moves the deadline and nothing else.
         assert!(c.set.is_empty() && c.delete.is_empty() && c.due_delete.is_empty());
@@ -581,7 +607,13 @@ mod tests {
                 b"meta:phone".to_vec()
             ]
         );
-        assert_eq!(c.set, vec![(b"last_seen".to_vec(), b"400".to_vec())]);
+        assert_eq!(
+            c.set,
+            vec![
+                (b"last_device".to_vec(), b"phone".to_vec()),
+                (b"last_seen".to_vec(), b"400".to_vec())
+            ]
+        );
         assert_eq!(c.due_delete, vec![b"phone".to_vec()]);
         assert!(c.due_set.is_empty());
         let mut last = gone.clone();
@@ -601,7 +633,7 @@ mod tests {
             grace: 1000,
             ..Rules::default()
         });
-        r.connect(b"d:1", 5000, None, 0, 8).unwrap();
+        r.connect(b"d:1", 5000, None, None, 0, 8).unwrap();
         r.disconnect(b"d:1", 100);
         assert_eq!(encode(&r)[&b"leaving".to_vec()], b"100:disconnect:d:1");
         let back = round_trip(&r);

@@ -87,8 +87,8 @@ impl ConfigurationValue<bool> for Flag {
 
 /// Default device TTL (ms); a device's TTL has the same range.
 pub static TIMEOUT: Number = Number::new("timeout", 60_000, (MIN_TTL, MAX_TTL));
-/// How long an offline user's record is kept (ms).
-pub static RETENTION: Number = Number::new("retention", 30 * DAY, (1000, 400 * DAY));
+/// How long an offline user's record is kept (ms; 0: forever).
+pub static RETENTION: Number = Number::new("retention", 30 * DAY, (0, 400 * DAY));
 /// Connected devices per user.
 pub static MAX_DEVICES: Number = Number::new("max-devices", 32, (1, 1024));
 /// Users per PRESENCE.BULK. A BULK of 10,000 users takes about 30 ms (see the README): more in
@@ -113,6 +113,16 @@ pub static EVENTS_CHANNEL: StringSetting =
 pub static EVENTS_STREAM: StringSetting = StringSetting::new("events-stream", "", true);
 /// Whether device-level changes of users who stay online are announced.
 pub static DEVICE_EVENTS: Flag = Flag::new("device-events", false);
+/// Whether a manual status outlives the session (no: it ends when the user goes offline).
+pub static KEEP_MANUAL_STATUS: Flag = Flag::new("keep-manual-status", true);
+/// Whether activity ends a manual `away`.
+pub static ACTIVITY_ENDS_AWAY: Flag = Flag::new("activity-ends-away", false);
+/// The privacy rules of users who set none of their own (PRESENCE.PRIVACY's ONLINE, LASTSEEN).
+pub static PRIVACY_ONLINE: StringSetting =
+    StringSetting::choice("privacy-online", "everyone", AUDIENCES);
+pub static PRIVACY_LASTSEEN: StringSetting =
+    StringSetting::choice("privacy-lastseen", "everyone", AUDIENCES);
+const AUDIENCES: &[&str] = &["everyone", "contacts", "nobody"];
 
 /// Every numeric setting, for checking module arguments: the server range-checks `CONFIG SET`,
 /// but takes load-time values as defaults without checking them.
@@ -127,8 +137,13 @@ const NUMBERS: [&Number; 9] = [
     &SWEEP_BUDGET,
     &EVENTS_STREAM_MAXLEN,
 ];
-const STRINGS: [&StringSetting; 2] = [&EVENTS_CHANNEL, &EVENTS_STREAM];
-const FLAGS: [&Flag; 1] = [&DEVICE_EVENTS];
+const STRINGS: [&StringSetting; 4] = [
+    &EVENTS_CHANNEL,
+    &EVENTS_STREAM,
+    &PRIVACY_ONLINE,
+    &PRIVACY_LASTSEEN,
+];
+const FLAGS: [&Flag; 3] = [&DEVICE_EVENTS, &KEEP_MANUAL_STATUS, &ACTIVITY_ENDS_AWAY];
 
 /// Checks `name value` pairs given after `--loadmodule`; the error says what is wrong.
 pub fn check_module_args(args: &[&[u8]]) -> Result<(), Error> {
@@ -137,7 +152,8 @@ pub fn check_module_args(args: &[&[u8]]) -> Result<(), Error> {
     }
     for pair in args.chunks(2) {
         let (name, value) = (pair[0], pair[1]);
-        if STRINGS.iter().any(|s| s.name.as_bytes() == name) {
+        if let Some(setting) = STRINGS.iter().find(|s| s.name.as_bytes() == name) {
+            setting.check(&String::from_utf8_lossy(value))?;
             continue;
         }
         let shown_name = String::from_utf8_lossy(name).into_owned();
@@ -172,6 +188,8 @@ pub struct StringSetting {
     pub default: &'static str,
     value: Mutex<String>,
     refused_in_cluster: bool,
+    /// The values it may take (empty: any).
+    choices: &'static [&'static str],
 }
 
 impl StringSetting {
@@ -181,7 +199,38 @@ impl StringSetting {
             default,
             value: Mutex::new(String::new()),
             refused_in_cluster,
+            choices: &[],
         }
+    }
+
+    /// A setting that takes one of `choices`.
+    const fn choice(
+        name: &'static str,
+        default: &'static str,
+        choices: &'static [&'static str],
+    ) -> Self {
+        StringSetting {
+            name,
+            default,
+            value: Mutex::new(String::new()),
+            refused_in_cluster: false,
+            choices,
+        }
+    }
+
+    /// Whether `text` is a value this setting takes.
+    fn check(&self, text: &str) -> Result<(), Error> {
+        if text.contains('\0') {
+            return Err(Error::NulByte);
+        }
+        if !self.choices.is_empty() && !self.choices.contains(&text) {
+            return Err(Error::ArgumentNotChoice {
+                name: self.name,
+                choices: self.choices,
+                given: text.to_owned(),
+            });
+        }
+        Ok(())
     }
 
     /// Frees the value (the module is being unloaded).
@@ -208,9 +257,8 @@ impl ConfigurationValue<RedisString> for StringSetting {
 
     fn set(&self, _ctx: &ConfigurationContext, value: RedisString) -> Result<(), RedisError> {
         let text = value.try_as_str()?;
-        if text.contains('\0') {
-            return Err(RedisError::String(Error::NulByte.to_string()));
-        }
+        self.check(text)
+            .map_err(|e| RedisError::String(e.to_string()))?;
         if self.refused_in_cluster && !text.is_empty() && CLUSTER_MODE.load(Ordering::Relaxed) {
             return Err(RedisError::String(Error::StreamInCluster.to_string()));
         }
@@ -253,6 +301,25 @@ pub fn events_stream() -> String {
 
 pub fn events_stream_maxlen() -> i64 {
     EVENTS_STREAM_MAXLEN.get()
+}
+
+pub fn keep_manual_status() -> bool {
+    KEEP_MANUAL_STATUS.get()
+}
+
+pub fn activity_ends_away() -> bool {
+    ACTIVITY_ENDS_AWAY.get()
+}
+
+/// The privacy rules of users who set none of their own.
+pub fn default_privacy() -> crate::model::Privacy {
+    let audience = |setting: &StringSetting| {
+        crate::model::Audience::parse(setting.get().as_bytes()).unwrap_or_default()
+    };
+    crate::model::Privacy {
+        online: audience(&PRIVACY_ONLINE),
+        last_seen: audience(&PRIVACY_LASTSEEN),
+    }
 }
 
 pub fn timeout() -> Millis {

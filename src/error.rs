@@ -52,6 +52,8 @@ pub enum Error {
         max: usize,
     },
     TooManyDevices(usize),
+    /// PRESENCE.FANOUT's EVENT is no event payload of the user's.
+    NotAnEvent,
     DeviceNotConnected,
     WrongDatabase(i32),
     SweepNotHere,
@@ -64,6 +66,12 @@ pub enum Error {
     /// an argument that names no setting.
     ArgumentPairs,
     ArgumentNotBool(String),
+    /// A setting that takes one of a few words given another.
+    ArgumentNotChoice {
+        name: &'static str,
+        choices: &'static [&'static str],
+        given: String,
+    },
     ArgumentOutOfRange {
         name: &'static str,
         min: i64,
@@ -155,6 +163,10 @@ impl fmt::Display for Error {
                 f,
                 "ERR too many users: {given} given, max-bulk is {max}"
             ),
+            NotAnEvent => write!(
+                f,
+                "ERR EVENT must be an event payload of this user, as the module published it"
+            ),
             TooManyDevices(n) => write!(
                 f,
                 "ERR user already has {n} connected devices (max-devices)"
@@ -182,6 +194,15 @@ impl fmt::Display for Error {
             ),
             ArgumentPairs => write!(f, "module arguments must be name value pairs"),
             ArgumentNotBool(name) => write!(f, "argument '{name}' must be yes or no"),
+            ArgumentNotChoice {
+                name,
+                choices,
+                given,
+            } => write!(
+                f,
+                "argument '{name}' must be {}, got '{given}'",
+                choices.join(" or ")
+            ),
             ArgumentOutOfRange {
                 name,
                 min,
@@ -282,6 +303,7 @@ mod tests {
                 max: 1000,
             },
             TooManyDevices(32),
+            NotAnEvent,
             Replica,
             ClockFromClient,
             Internal("presence.online".into()),

@@ -1,7 +1,7 @@
 //! Announcing events: one JSON payload per event, published on the global channel (`events-channel`)
 //! and with sharded pub/sub on the user's own channel, and appended to `events-stream` when set.
 
-use crate::model::Event;
+use crate::model::{Event, Reason, Status, View};
 use crate::server::{self, string};
 use crate::{config, keys, stats};
 use redis_module::{CallOptionsBuilder, CallResult, Context};
@@ -24,6 +24,11 @@ struct Payload<'a> {
     device_b64: Option<String>,
     devices: usize,
     last_seen: Option<i64>,
+    message: Option<&'a str>,
+    scopes: Vec<Cow<'a, str>>,
+    /// The device's META, a JSON object, as it was given (connect events only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meta: Option<&'a serde_json::value::RawValue>,
     ts: i64,
     seq: u64,
 }
@@ -40,6 +45,14 @@ impl<'a> Payload<'a> {
             device_b64: exact(&e.device),
             devices: e.devices,
             last_seen: e.last_seen,
+            message: e.message.as_deref(),
+            scopes: e
+                .scopes
+                .iter()
+                .map(|s| String::from_utf8_lossy(s))
+                .collect(),
+            // META was checked to be a JSON object when it was given.
+            meta: e.meta.as_deref().and_then(|m| serde_json::from_str(m).ok()),
             ts: e.ts,
             seq: e.seq,
         }
@@ -79,6 +92,100 @@ pub fn json(user: &[u8], event: &Event) -> Vec<u8> {
     serde_json::to_vec(&Payload::new(user, event)).unwrap_or_default()
 }
 
+/// An event payload as this module publishes it, read back: the user and the event. `None` for
+/// anything else (not JSON, a field missing or of the wrong kind).
+pub fn parse(payload: &[u8]) -> Option<(Vec<u8>, Event)> {
+    let value: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    let object = value.as_object()?;
+    let text = |name: &str| object.get(name).and_then(serde_json::Value::as_str);
+    let id = |name: &str| match text(&format!("{name}_b64")) {
+        Some(coded) => unbase64(coded),
+        None => text(name).map(|t| t.as_bytes().to_vec()),
+    };
+    let status = |name: &str| Status::parse(text(name)?.as_bytes());
+    let scopes = match object.get("scopes") {
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .map(|s| s.as_str().map(|s| s.as_bytes().to_vec()))
+            .collect::<Option<Vec<_>>>()?,
+        None => Vec::new(),
+        Some(_) => return None,
+    };
+    let event = Event {
+        status: status("status")?,
+        prev: status("prev")?,
+        reason: Reason::parse(text("reason")?)?,
+        device: id("device").unwrap_or_default(),
+        devices: usize::try_from(object.get("devices")?.as_u64()?).ok()?,
+        last_seen: object.get("last_seen").and_then(serde_json::Value::as_i64),
+        message: text("message").map(str::to_owned),
+        scopes,
+        meta: object.get("meta").map(|m| m.to_string()),
+        ts: object.get("ts")?.as_i64()?,
+        seq: object.get("seq")?.as_u64()?,
+    };
+    Some((id("user")?, event))
+}
+
+/// What a viewer sees of a user now, as JSON (the fields of an event that describe a state).
+pub fn view_json(user: &[u8], view: &View) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Seen<'a> {
+        user: Cow<'a, str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user_b64: Option<String>,
+        status: &'static str,
+        devices: usize,
+        last_seen: Option<i64>,
+        message: Option<&'a str>,
+        scopes: Vec<Cow<'a, str>>,
+    }
+    let seen = Seen {
+        user: String::from_utf8_lossy(user),
+        user_b64: exact(user),
+        status: view.status.public().as_str(),
+        devices: view.devices,
+        last_seen: view.last_seen,
+        message: view.message.as_deref(),
+        scopes: view
+            .scopes
+            .iter()
+            .map(|s| String::from_utf8_lossy(s))
+            .collect(),
+    };
+    serde_json::to_vec(&seen).unwrap_or_default()
+}
+
+/// Standard base64 decoded (`None` for text that is not).
+fn unbase64(text: &str) -> Option<Vec<u8>> {
+    let digit = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let bytes = text.trim_end_matches('=').as_bytes();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            n |= digit(c)? << (18 - 6 * i);
+        }
+        let take = match chunk.len() {
+            4 => 3,
+            3 => 2,
+            2 => 1,
+            _ => return None,
+        };
+        out.extend_from_slice(&n.to_be_bytes()[1..=take]);
+    }
+    Some(out)
+}
+
 /// Publishes the user's events, in order.
 pub fn publish(ctx: &Context, user: &[u8], events: &[Event]) {
     if events.is_empty() {
@@ -109,7 +216,14 @@ fn append(ctx: &Context, stream: &str, user: &[u8], e: &Event) {
     let last_seen = e.last_seen.map(|t| t.to_string()).unwrap_or_default();
     let ts = e.ts.to_string();
     let seq = e.seq.to_string();
-    let args: [&[u8]; 23] = [
+    let scopes = serde_json::to_string(
+        &e.scopes
+            .iter()
+            .map(|s| String::from_utf8_lossy(s))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap_or_default();
+    let args: [&[u8]; 29] = [
         stream.as_bytes(),
         b"MAXLEN",
         b"~",
@@ -129,6 +243,12 @@ fn append(ctx: &Context, stream: &str, user: &[u8], e: &Event) {
         devices.as_bytes(),
         b"last_seen",
         last_seen.as_bytes(),
+        b"message",
+        e.message.as_deref().unwrap_or_default().as_bytes(),
+        b"scopes",
+        scopes.as_bytes(),
+        b"meta",
+        e.meta.as_deref().unwrap_or_default().as_bytes(),
         b"ts",
         ts.as_bytes(),
         b"seq",
@@ -164,6 +284,42 @@ mod tests {
         ] {
             assert_eq!(base64(plain.as_bytes()), coded);
         }
+    }
+
+    #[test]
+    fn base64_decodes_what_it_encodes() {
+        for bytes in [
+            &b""[..],
+            b"f",
+            b"fo",
+            b"foo",
+            b"bad\xff",
+            b"\x00\x01\x02\x03",
+        ] {
+            assert_eq!(unbase64(&base64(bytes)).as_deref(), Some(bytes));
+        }
+        assert_eq!(unbase64("Zm9v!"), None);
+    }
+
+    #[test]
+    fn a_payload_reads_back_as_the_event_it_was() {
+        let event = Event {
+            status: Status::Busy,
+            prev: Status::Online,
+            reason: Reason::Manual,
+            device: b"ph\xffone".to_vec(),
+            devices: 2,
+            last_seen: Some(5),
+            message: Some("In a meeting".into()),
+            scopes: vec![b"team".to_vec()],
+            meta: Some(r#"{"os":"ios"}"#.into()),
+            ts: 7,
+            seq: 7001,
+        };
+        let payload = json(b"al\xffice", &event);
+        assert_eq!(parse(&payload), Some((b"al\xffice".to_vec(), event)));
+        assert_eq!(parse(b"{}"), None);
+        assert_eq!(parse(b"[1]"), None);
     }
 
     #[test]

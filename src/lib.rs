@@ -13,7 +13,7 @@ mod commands;
 pub mod config;
 mod deadlines;
 pub mod error;
-mod events;
+pub mod events;
 mod guard;
 pub mod keys;
 mod lifecycle;
@@ -143,6 +143,8 @@ redis_module! {
         [info::INCONTEXT.name, guarded!(info::INCONTEXT.name, commands::status::in_context), info::INCONTEXT.flags, 0, 0, 0, ""],
         [info::PRIVACY.name, guarded!(info::PRIVACY.name, commands::privacy::privacy), info::PRIVACY.flags, 0, 0, 0, ""],
         [info::CONTACTS.name, guarded!(info::CONTACTS.name, commands::privacy::contacts), info::CONTACTS.flags, 0, 0, 0, ""],
+        [info::FANOUT.name, guarded!(info::FANOUT.name, commands::privacy::fanout), info::FANOUT.flags, 0, 0, 0, ""],
+        [info::CHANNEL.name, guarded!(info::CHANNEL.name, commands::privacy::channel), info::CHANNEL.flags, 0, 0, 0, ""],
         [info::LIST.name, guarded!(info::LIST.name, commands::listing::list), info::LIST.flags, 0, 0, 0, ""],
         [info::COUNT.name, guarded!(info::COUNT.name, commands::listing::count), info::COUNT.flags, 0, 0, 0, ""],
         [info::CLOCK.name, guarded!(info::CLOCK.name, commands::sweep::clock), info::CLOCK.flags, 0, 0, 0, ""],
@@ -165,9 +167,13 @@ redis_module! {
         string: [
             [config::EVENTS_CHANNEL.name, &config::EVENTS_CHANNEL, config::EVENTS_CHANNEL.default, ConfigurationFlags::DEFAULT, None],
             [config::EVENTS_STREAM.name, &config::EVENTS_STREAM, config::EVENTS_STREAM.default, ConfigurationFlags::DEFAULT, None],
+            [config::PRIVACY_ONLINE.name, &config::PRIVACY_ONLINE, config::PRIVACY_ONLINE.default, ConfigurationFlags::DEFAULT, None],
+            [config::PRIVACY_LASTSEEN.name, &config::PRIVACY_LASTSEEN, config::PRIVACY_LASTSEEN.default, ConfigurationFlags::DEFAULT, None],
         ],
         bool: [
             [config::DEVICE_EVENTS.name, &config::DEVICE_EVENTS, config::DEVICE_EVENTS.default, ConfigurationFlags::DEFAULT, None],
+            [config::KEEP_MANUAL_STATUS.name, &config::KEEP_MANUAL_STATUS, config::KEEP_MANUAL_STATUS.default, ConfigurationFlags::DEFAULT, None],
+            [config::ACTIVITY_ENDS_AWAY.name, &config::ACTIVITY_ENDS_AWAY, config::ACTIVITY_ENDS_AWAY.default, ConfigurationFlags::DEFAULT, None],
         ],
         enum: [],
         module_args_as_configuration: true,

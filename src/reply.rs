@@ -1,7 +1,7 @@
 //! Replies built in order and sent with the server's reply API, so maps keep their field order and
 //! become RESP3 maps or flat RESP2 arrays (as `HGETALL` does) depending on the client's protocol.
 
-use redis_module::{raw, Context, RedisResult, RedisValue};
+use redis_module::{raw, Context, ContextFlags, RedisResult, RedisValue};
 use std::os::raw::{c_char, c_long};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -20,13 +20,18 @@ impl Reply {
         value.map_or(Reply::Nil, Reply::Int)
     }
 
-    /// Sends the reply; the command then returns [`RedisValue::NoReply`].
+    /// Sends the reply; the command then returns [`RedisValue::NoReply`]. Inside a Lua script
+    /// under RESP3 a nil is sent as `false`: Lua turns a RESP3 null into `nil`, which a table
+    /// cannot hold (a map's field would vanish, an array would end there).
     pub fn send(&self, ctx: &Context) -> RedisResult {
-        self.write(ctx.get_raw());
+        let flags = ctx.get_flags();
+        let nil_as_false =
+            flags.contains(ContextFlags::LUA) && flags.contains(ContextFlags::FLAGS_RESP3);
+        self.write(ctx.get_raw(), nil_as_false);
         Ok(RedisValue::NoReply)
     }
 
-    fn write(&self, ctx: *mut raw::RedisModuleCtx) {
+    fn write(&self, ctx: *mut raw::RedisModuleCtx, nil_as_false: bool) {
         fn buffer(ctx: *mut raw::RedisModuleCtx, bytes: &[u8]) {
             raw::reply_with_string_buffer(ctx, bytes.as_ptr().cast::<c_char>(), bytes.len());
         }
@@ -36,20 +41,23 @@ impl Reply {
             }
             Reply::Bulk(bytes) => buffer(ctx, bytes),
             Reply::Text(text) => buffer(ctx, text.as_bytes()),
+            Reply::Nil if nil_as_false => {
+                raw::reply_with_bool(ctx, 0);
+            }
             Reply::Nil => {
                 raw::reply_with_null(ctx);
             }
             Reply::Array(items) => {
                 raw::reply_with_array(ctx, items.len() as c_long);
                 for item in items {
-                    item.write(ctx);
+                    item.write(ctx, nil_as_false);
                 }
             }
             Reply::Map(entries) => {
                 raw::reply_with_map(ctx, entries.len() as c_long);
                 for (name, value) in entries {
                     buffer(ctx, name.as_bytes());
-                    value.write(ctx);
+                    value.write(ctx, nil_as_false);
                 }
             }
         }

@@ -61,7 +61,9 @@ fn a_user_never_seen_is_offline_with_nil_times() {
                 "since",
                 "message",
                 "manual",
-                "last_active"
+                "last_active",
+                "scopes",
+                "last_device"
             ]
         );
         let g = map(&reply);
@@ -91,7 +93,7 @@ fn replies_are_maps_under_resp3_and_flat_arrays_under_resp2() {
 
         let resp2 = run(&mut con2, &["PRESENCE.GET", &user]).unwrap();
         assert!(
-            matches!(resp2, Value::Array(ref a) if a.len() == 16),
+            matches!(resp2, Value::Array(ref a) if a.len() == 20),
             "{resp2:?}"
         );
         let devices2 = run(&mut con2, &["PRESENCE.DEVICES", &user]).unwrap();
@@ -100,7 +102,7 @@ fn replies_are_maps_under_resp3_and_flat_arrays_under_resp2() {
         let mut con3 = srv.con3();
         let resp3 = run(&mut con3, &["PRESENCE.GET", &user]).unwrap();
         assert!(
-            matches!(resp3, Value::Map(ref m) if m.len() == 8),
+            matches!(resp3, Value::Map(ref m) if m.len() == 10),
             "{resp3:?}"
         );
         assert_eq!(map(&resp3), map(&resp2));

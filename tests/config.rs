@@ -87,7 +87,7 @@ fn config_set_applies_at_once_and_refuses_out_of_range_values() {
         for (name, bad) in [
             ("timeout", "99"),
             ("timeout", "604800001"),
-            ("retention", "999"),
+            ("retention", "-1"),
             ("retention", "34560000001"),
             ("max-devices", "0"),
             ("max-devices", "1025"),
@@ -118,6 +118,7 @@ fn config_set_applies_at_once_and_refuses_out_of_range_values() {
         for (name, good) in [
             ("timeout", "100"),
             ("timeout", "604800000"),
+            ("retention", "0"),
             ("retention", "1000"),
             ("retention", "34560000000"),
             ("max-devices", "1024"),

@@ -141,6 +141,22 @@ const EXPECTED: &[Expected] = &[
         &[],
     ),
     e(
+        "presence.fanout",
+        -3,
+        &["readonly", "module"],
+        &["@read", "@slow"],
+        RO_ACCESS,
+        &[],
+    ),
+    e(
+        "presence.channel",
+        2,
+        READ_FAST,
+        &["@read", "@fast"],
+        &[],
+        &[],
+    ),
+    e(
         "presence.list",
         -1,
         &["readonly", "module"],
@@ -376,6 +392,9 @@ fn reads(user: &str) -> Vec<Vec<String>> {
         vec!["PRESENCE.BULK", user, "VIEWER", "v"],
         vec!["PRESENCE.DEVICES", user],
         vec!["PRESENCE.INCONTEXT", user, "chat"],
+        vec!["PRESENCE.FANOUT", user, "CONTACTS"],
+        vec!["PRESENCE.FANOUT", user, "VIEWERS", "v"],
+        vec!["PRESENCE.CHANNEL", user],
         vec!["PRESENCE.LIST"],
         vec!["PRESENCE.COUNT", "SCOPE", "team"],
     ]
@@ -445,7 +464,7 @@ fn acl_categories_separate_reads_from_writes() {
             .filter(|c| c[0] != "PRESENCE.SWEEP")
             .collect();
         check(&mut con, "key-reader", &keyed, false);
-        // Fast and slow are as declared: BULK, LIST, CONTACTS and SWEEP are the slow ones.
+        // Fast and slow are as declared: BULK, FANOUT, LIST, CONTACTS and SWEEP are the slow ones.
         set_user(
             &mut con,
             &["fast-only", "on", "nopass", "~*", "+@all", "-@slow"],
@@ -453,6 +472,7 @@ fn acl_categories_separate_reads_from_writes() {
         for command in reads(&user).iter().chain(writes(&user).iter()) {
             let slow = [
                 "PRESENCE.BULK",
+                "PRESENCE.FANOUT",
                 "PRESENCE.LIST",
                 "PRESENCE.CONTACTS",
                 "PRESENCE.SWEEP",

@@ -44,8 +44,8 @@ fn cases(user: &str, long: &str, big_meta: &str) -> Vec<(Vec<String>, &'static s
             "TTL given more than once",
         ),
         c(
-            &["PRESENCE.HEARTBEAT", user, "d", "META", "{}"],
-            "unknown option 'META'",
+            &["PRESENCE.HEARTBEAT", user, "d", "SCOPE", "s"],
+            "unknown option 'SCOPE'",
         ),
         // TTL values.
         c(

@@ -15,6 +15,17 @@ fn parsing(data: &[u8]) {
     let _ = args::online(&argv);
     let _ = args::heartbeat(&argv);
     let _ = args::bulk_users(&argv, 8);
+    if let Ok(bulk) = args::bulk(&argv, 8) {
+        assert!(!bulk.users.is_empty() && bulk.users.len() <= 8);
+    }
+    let parts = args::bulk_parts(&argv);
+    assert!(parts.users.start <= parts.users.end && parts.users.end <= argv.len());
+    let _ = args::fanout(&argv, 8);
+    // FANOUT's EVENT payloads come from clients: what parses prints back and parses the same.
+    if let Some((user, event)) = presence::events::parse(data) {
+        let again = presence::events::json(&user, &event);
+        assert_eq!(presence::events::parse(&again), Some((user, event)));
+    }
     let _ = args::options(&argv, &["TTL", "META", "LIMIT"]);
     if let Ok(list) = args::list(&argv) {
         assert!((1..=listing::MAX_LIMIT).contains(&list.limit));
@@ -98,6 +109,8 @@ fn model(data: &[u8]) {
         device_events: data.first().is_some_and(|b| b & 1 == 1),
         away_after: data.get(1).map_or(0, |b| i64::from(*b) * 13),
         grace: data.get(2).map_or(0, |b| i64::from(*b % 4) * 200),
+        manual_ends_offline: data.first().is_some_and(|b| b & 2 == 2),
+        activity_ends_away: data.first().is_some_and(|b| b & 4 == 4),
     });
     let mut now: i64 = 1_700_000_000_000;
     let mut last_seq = 0;
@@ -116,13 +129,14 @@ fn model(data: &[u8]) {
         let ttl = 100 + jump * 3;
         match op {
             0 => {
-                let _ = record.connect(&device, ttl, None, now, 3);
+                let _ = record.connect(&device, ttl, None, None, now, 3);
             }
             1 => {
-                let _ = record.connect(&device, ttl, Some("{\"m\":1}".into()), now, 3);
+                let scopes = Some(vec![device.to_vec()]);
+                let _ = record.connect(&device, ttl, Some("{\"m\":1}".into()), scopes, now, 3);
             }
             2 | 3 => {
-                let _ = record.heartbeat(&device, (op == 3).then_some(ttl), 250, now, 3);
+                let _ = record.heartbeat(&device, (op == 3).then_some(ttl), None, 250, now, 3);
             }
             4 => {
                 let _ = record.disconnect(&device, now);

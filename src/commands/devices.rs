@@ -15,30 +15,35 @@ pub fn online(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     }
     let ttl = cmd.ttl.unwrap_or_else(config::timeout);
     let known = write.presence.devices.contains_key(cmd.device);
-    let count =
-        write
-            .presence
-            .connect(cmd.device, ttl, cmd.meta, write.now, config::max_devices())?;
-    if let Some(scopes) = cmd.scopes {
-        write.presence.set_scopes(scopes);
-    }
+    let count = write.presence.connect(
+        cmd.device,
+        ttl,
+        cmd.meta,
+        cmd.scopes,
+        write.now,
+        config::max_devices(),
+    )?;
     stats::CONNECTS.add(i64::from(!known));
     write.commit(ctx);
     Ok(RedisValue::Integer(count as i64))
 }
 
-/// `PRESENCE.HEARTBEAT user device [TTL ms]`: 1 if the device was connected, 0 if this registered it.
+/// `PRESENCE.HEARTBEAT user device [TTL ms] [ACTIVE] [META json]`: 1 if the device was connected, 0 if this registered it.
 pub fn heartbeat(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 2)?;
     let cmd = args::heartbeat(&argv)?;
     stats::HEARTBEATS.add(1);
-    if !cmd.active && store::user::heartbeat_connected(ctx, cmd.user, cmd.device, cmd.ttl)? {
+    if !cmd.active
+        && cmd.meta.is_none()
+        && store::user::heartbeat_connected(ctx, cmd.user, cmd.device, cmd.ttl)?
+    {
         return Ok(RedisValue::Integer(1));
     }
     let mut write = store::user::UserWrite::open(ctx, cmd.user)?;
     let known = write.presence.heartbeat(
         cmd.device,
         cmd.ttl,
+        cmd.meta,
         config::timeout(),
         write.now,
         config::max_devices(),

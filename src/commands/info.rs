@@ -224,7 +224,13 @@ pub const HEARTBEAT: Command = Command {
     acl: "write fast",
     keys: UPDATES_USER,
     tips: "",
-    args: &[USER, DEVICE, TTL, Arg::word("ACTIVE").optional()],
+    args: &[
+        USER,
+        DEVICE,
+        TTL,
+        Arg::word("ACTIVE").optional(),
+        Arg::string("json").token("META").optional(),
+    ],
 };
 
 pub const OFFLINE: Command = Command {
@@ -274,7 +280,11 @@ pub const BULK: Command = Command {
         notes: "the users; a VIEWER clause at either end is not a key (COMMAND GETKEYS is exact)",
     }],
     tips: "",
-    args: &[Arg::key("user").multiple(), VIEWER],
+    args: &[
+        Arg::key("user").multiple(),
+        VIEWER,
+        Arg::word("WITHDEVICE").optional(),
+    ],
 };
 
 pub const DEVICES: Command = Command {
@@ -405,6 +415,42 @@ pub const CONTACTS: Command = Command {
     ],
 };
 
+pub const FANOUT: Command = Command {
+    name: "presence.fanout",
+    summary: "Returns what each of a user's contacts, or of the viewers given, may see of the user or of one of their events.",
+    complexity: "O(N): N the viewers",
+    since: SINCE,
+    arity: -3,
+    flags: "readonly",
+    acl: "read slow",
+    keys: READS_USER,
+    tips: "",
+    args: &[
+        USER,
+        Arg::string("payload").token("EVENT").optional(),
+        Arg::one_of(
+            "viewers",
+            &[
+                Arg::word("CONTACTS"),
+                Arg::string("viewer").token("VIEWERS").multiple(),
+            ],
+        ),
+    ],
+};
+
+pub const CHANNEL: Command = Command {
+    name: "presence.channel",
+    summary: "Returns the name of a user's own event channel, for SSUBSCRIBE.",
+    complexity: "O(1)",
+    since: SINCE,
+    arity: 2,
+    flags: "readonly fast",
+    acl: "read fast",
+    keys: &[],
+    tips: "",
+    args: &[Arg::string("user")],
+};
+
 pub const LIST: Command = Command {
     name: "presence.list",
     summary: "Lists the users online on this node, most recently active first, a page at a time.",
@@ -420,6 +466,7 @@ pub const LIST: Command = Command {
         SCOPE,
         Arg::integer("n").token("LIMIT").optional(),
         Arg::string("c").token("CURSOR").optional(),
+        Arg::word("WITHSCOPES").optional(),
     ],
 };
 
@@ -466,7 +513,7 @@ pub const CLOCK: Command = Command {
 /// Every command, in the README's order.
 pub const ALL: &[&Command] = &[
     &ONLINE, &HEARTBEAT, &OFFLINE, &GET, &BULK, &DEVICES, &STATUS, &ACTIVITY, &CONTEXT, &INCONTEXT,
-    &PRIVACY, &CONTACTS, &LIST, &COUNT, &SWEEP, &CLOCK,
+    &PRIVACY, &CONTACTS, &FANOUT, &CHANNEL, &LIST, &COUNT, &SWEEP, &CLOCK,
 ];
 
 #[cfg(test)]

@@ -7,8 +7,9 @@ use crate::reply::Reply;
 use crate::{args, store};
 use redis_module::{Context, RedisResult, RedisString, RedisValue};
 
-/// `PRESENCE.LIST [SCOPE s] [LIMIT n] [CURSOR c]`: `[next cursor, rows]` as SCAN replies, each
-/// row `[user, status, last_active]`, most recently active first; the cursor is `0` at the end.
+/// `PRESENCE.LIST [SCOPE s] [LIMIT n] [CURSOR c] [WITHSCOPES]`: `[next cursor, rows]` as SCAN
+/// replies, each row `[user, status, last_active]` (then the user's scopes with WITHSCOPES), most
+/// recently active first; the cursor is `0` at the end.
 pub fn list(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 0)?;
     let cmd = args::list(&argv)?;
@@ -31,11 +32,15 @@ pub fn list(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         if view.status.public() == Status::Offline {
             continue;
         }
-        rows.push(Reply::Array(vec![
+        let mut row = vec![
             Reply::Bulk(user.clone()),
             Reply::Text(view.status.as_str()),
             Reply::opt_int(view.last_active),
-        ]));
+        ];
+        if cmd.with_scopes {
+            row.push(super::query::scopes_reply(&view.scopes));
+        }
+        rows.push(Reply::Array(row));
     }
     let cursor = match positions.last() {
         Some(last) if more => last.cursor().into_bytes(),

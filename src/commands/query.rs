@@ -45,37 +45,47 @@ pub fn get(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         ),
         ("manual", Reply::Int(i64::from(view.manual))),
         ("last_active", Reply::opt_int(view.last_active)),
+        ("scopes", scopes_reply(&view.scopes)),
+        (
+            "last_device",
+            view.last_device.map_or(Reply::Nil, Reply::Bulk),
+        ),
     ])
     .send(ctx)
 }
 
-/// `PRESENCE.BULK user [user ...] [VIEWER v]`: one `[user, status, last_seen, devices]` row per
-/// user, in order. The users' positions depend on VIEWER, so the server asks for them.
+/// A user's scopes as a reply: an array of names.
+pub fn scopes_reply(scopes: &[Vec<u8>]) -> Reply {
+    Reply::Array(scopes.iter().cloned().map(Reply::Bulk).collect())
+}
+
+/// `PRESENCE.BULK user [user ...] [VIEWER v] [WITHDEVICE]`: one `[user, status, last_seen,
+/// devices]` row per user, in order (with `last_device` after them with WITHDEVICE). The users'
+/// positions depend on the clauses, so the server asks for them.
 pub fn bulk(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     if ctx.is_keys_position_request() {
         let argv: Vec<&[u8]> = args.iter().skip(1).map(RedisString::as_slice).collect();
-        for position in args::bulk_parts(&argv).1 {
+        for position in args::bulk_parts(&argv).users {
             crate::server::read_only_key_at(ctx, position + 1);
         }
         return Ok(RedisValue::NoReply);
     }
     let argv = arguments(ctx, &args, 1)?;
-    let (viewer, users) = args::bulk(&argv, config::max_bulk())?;
+    let cmd = args::bulk(&argv, config::max_bulk())?;
     let now = store::now();
-    let mut rows = Vec::with_capacity(users.len());
-    for user in users {
-        let View {
-            status,
-            devices,
-            last_seen,
-            ..
-        } = view_of(ctx, user, viewer, now)?;
-        rows.push(Reply::Array(vec![
+    let mut rows = Vec::with_capacity(cmd.users.len());
+    for user in cmd.users {
+        let view = view_of(ctx, user, cmd.viewer, now)?;
+        let mut row = vec![
             Reply::Bulk(user.to_vec()),
-            Reply::Text(status.as_str()),
-            Reply::opt_int(last_seen),
-            Reply::Int(devices as i64),
-        ]));
+            Reply::Text(view.status.as_str()),
+            Reply::opt_int(view.last_seen),
+            Reply::Int(view.devices as i64),
+        ];
+        if cmd.with_device {
+            row.push(view.last_device.map_or(Reply::Nil, Reply::Bulk));
+        }
+        rows.push(Reply::Array(row));
     }
     Reply::Array(rows).send(ctx)
 }
@@ -87,7 +97,7 @@ pub fn devices(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let now = store::now();
     let record = store::user::read(ctx, user, true, now)?.record;
     let mut live: Vec<(&Vec<u8>, &Device)> = record.live_devices(now).collect();
-    live.sort_by_key(|(id, d)| (d.connected_at, id.as_slice()));
+    live.sort_by_key(|(id, d)| (d.connected_at, d.order, id.as_slice()));
     let rows = live
         .into_iter()
         .map(|(id, d)| {

@@ -31,6 +31,9 @@ pub struct Device {
     pub meta: Option<String>,
     /// The conversation or screen the device has open (PRESENCE.CONTEXT).
     pub context: Option<Vec<u8>>,
+    /// Orders devices that connected in the same millisecond: one more than the largest of the
+    /// user's other devices when it connected.
+    pub order: u64,
 }
 
 impl Device {
@@ -78,7 +81,7 @@ impl Audience {
             .find(|a| a.as_str().as_bytes().eq_ignore_ascii_case(name))
     }
 
-    fn admits(self, is_contact: bool) -> bool {
+    pub fn admits(self, is_contact: bool) -> bool {
         match self {
             Audience::Everyone => true,
             Audience::Contacts => is_contact,
@@ -126,6 +129,8 @@ pub struct Record {
     pub seq: u64,
     /// The scopes (zone, org, room) the user is listed in while online, sorted and distinct.
     pub scopes: Vec<Vec<u8>>,
+    /// The device that left last (with `last_seen`: "last seen on phone").
+    pub last_device: Option<Vec<u8>>,
 }
 
 impl Default for Record {
@@ -140,6 +145,7 @@ impl Default for Record {
             leaving: None,
             seq: 0,
             scopes: Vec::new(),
+            last_device: None,
         }
     }
 }
@@ -198,7 +204,15 @@ pub struct View {
     pub message: Option<String>,
     pub manual: bool,
     pub last_active: Option<Millis>,
+    /// The scopes the user is in (none while offline).
+    pub scopes: Vec<Vec<u8>>,
+    /// The device that left last, shown with `last_seen`.
+    pub last_device: Option<Vec<u8>>,
 }
+
+/// The longest META an event carries: a connect event includes the device's META when it is at
+/// most this long (META itself may be up to 4096 bytes).
+pub const EVENT_META_MAX: usize = 1024;
 
 /// Why an event happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -213,6 +227,20 @@ pub enum Reason {
 }
 
 impl Reason {
+    pub fn parse(name: &str) -> Option<Reason> {
+        [
+            Reason::Connect,
+            Reason::Disconnect,
+            Reason::Timeout,
+            Reason::Manual,
+            Reason::Idle,
+            Reason::Active,
+            Reason::Expired,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Connect => "connect",
@@ -238,11 +266,51 @@ pub struct Event {
     /// Connected devices afterwards.
     pub devices: usize,
     pub last_seen: Option<Millis>,
+    /// The custom message of the manual status afterwards, as everyone else sees it.
+    pub message: Option<String>,
+    /// The user's scopes: afterwards, or those they had when the change took them offline.
+    pub scopes: Vec<Vec<u8>>,
+    /// On a connect, the device's META when it is at most [`EVENT_META_MAX`] bytes.
+    pub meta: Option<String>,
     /// When it happened: the command's time, or for a change that came with time the moment it
     /// came (a device's deadline, the end of a manual status, the start of idleness).
     pub ts: Millis,
     /// Per user, strictly increasing: see [`next_seq`].
     pub seq: u64,
+}
+
+impl Event {
+    /// The event as a viewer sees it under the user's privacy rules (`is_contact`: the viewer is
+    /// among the user's contacts), or `None` when it changes nothing they see. Someone who may
+    /// see the user online sees it all but a hidden `last_seen`; anyone else always sees the
+    /// user offline, so only a departure (which moves `last_seen`) shows, and only where the
+    /// last-seen rule admits them.
+    pub fn as_seen_by(&self, privacy: Privacy, is_contact: bool) -> Option<Event> {
+        let shows_last_seen = privacy.last_seen.admits(is_contact);
+        if privacy.online.admits(is_contact) {
+            let mut seen = self.clone();
+            if !shows_last_seen {
+                seen.last_seen = None;
+            }
+            return Some(seen);
+        }
+        if self.status != Status::Offline || self.prev == Status::Offline || !shows_last_seen {
+            return None;
+        }
+        Some(Event {
+            status: Status::Offline,
+            prev: Status::Offline,
+            reason: self.reason,
+            device: Vec::new(),
+            devices: 0,
+            last_seen: self.last_seen,
+            message: None,
+            scopes: Vec::new(),
+            meta: None,
+            ts: self.ts,
+            seq: self.seq,
+        })
+    }
 }
 
 /// The largest `seq` taken from a record: above it (2^53, where JSON numbers stop being exact
@@ -292,12 +360,15 @@ impl Record {
         self.live_devices(now).count()
     }
 
-    /// The latest moment the user was seen: the stored departure time or any device's heartbeat.
+    /// The latest moment the user was seen: the stored departure time, or while connected any
+    /// device's heartbeat or the latest activity (which proves presence as well).
     fn last_seen(&self) -> Option<Millis> {
+        let connected = !self.devices.is_empty();
         self.devices
             .values()
             .map(|d| d.last_heartbeat)
             .chain(self.last_seen)
+            .chain(self.last_active.filter(|_| connected))
             .max()
     }
 
@@ -310,6 +381,8 @@ impl Record {
             message: self.manual.as_ref().and_then(|m| m.message.clone()),
             manual: self.manual.is_some(),
             last_active: self.last_active,
+            scopes: self.scopes.clone(),
+            last_device: self.last_device.clone(),
         }
     }
 
@@ -332,10 +405,13 @@ impl Record {
     }
 
     /// Places the user in `scopes` (replacing the ones they had) until they go offline.
-    pub fn set_scopes(&mut self, mut scopes: Vec<Vec<u8>>) {
+    /// Returns whether they changed.
+    pub fn set_scopes(&mut self, mut scopes: Vec<Vec<u8>>) -> bool {
         scopes.sort_unstable();
         scopes.dedup();
+        let changed = scopes != self.scopes;
         self.scopes = scopes;
+        changed
     }
 
     /// The score of the user in the online listings (everyone, and each of their scopes): their
@@ -349,9 +425,10 @@ impl Record {
     }
 
     /// When the whole record may disappear: `retention` after the user went offline (or, for a
-    /// record that only holds settings, after `now`). `None` while devices are connected.
+    /// record that only holds settings, after `now`). `None` while devices are connected, and
+    /// always with a `retention` of 0 (kept forever).
     pub fn expires_at(&self, retention: Millis, now: Millis) -> Option<Millis> {
-        if !self.devices.is_empty() {
+        if !self.devices.is_empty() || retention == 0 {
             return None;
         }
         let base = self.last_seen.or(self.since).unwrap_or(now);

@@ -15,6 +15,11 @@ pub struct Rules {
     pub away_after: Millis,
     /// How long the offline transition waits after the last device left (flap suppression).
     pub grace: Millis,
+    /// Whether a manual status ends when the user goes offline (else it is kept for the next
+    /// session).
+    pub manual_ends_offline: bool,
+    /// Whether activity ends a manual `away`.
+    pub activity_ends_away: bool,
 }
 
 /// A user's record under the [`Rules`], as commands and time change it. The events its changes
@@ -151,6 +156,7 @@ impl Presence {
         if privacy.online.admits(is_contact) && view.status != Status::Invisible {
             if !shows_last_seen {
                 view.last_seen = None;
+                view.last_device = None;
             }
             return view;
         }
@@ -162,6 +168,8 @@ impl Presence {
             message: None,
             manual: false,
             last_active: None,
+            scopes: Vec::new(),
+            last_device: record.last_device.clone().filter(|_| shows_last_seen),
         }
     }
     /// Carries out, in the order they came, the changes that time brought by `now`: devices past
@@ -203,42 +211,61 @@ impl Presence {
                 Due::Device(_) if removed >= max_devices => return removed,
                 Due::Device(id) => {
                     if let Some(device) = self.devices.remove(&id) {
-                        self.last_seen =
-                            Some(self.last_seen.map_or(device.last_heartbeat, |seen| {
-                                seen.max(device.last_heartbeat)
-                            }));
+                        // Seen last at its last heartbeat, or at the latest activity if the
+                        // user was active after it.
+                        let seen = device.last_heartbeat.max(
+                            self.last_active
+                                .filter(|active| *active <= at)
+                                .unwrap_or(Millis::MIN),
+                        );
+                        self.last_seen = Some(self.last_seen.map_or(seen, |old| old.max(seen)));
+                        self.last_device = Some(id.clone());
                         removed += 1;
                         self.left(Reason::Timeout, &id, at);
                         // Offline by timeout: since the last heartbeat, as last_seen says.
                         let since = self.last_seen.unwrap_or(at);
-                        self.changed(Reason::Timeout, &id, at, since);
+                        self.changed(Reason::Timeout, &id, at, since, false);
                     }
                 }
                 Due::ManualEnds => {
+                    let had_message = self.message_shown();
                     self.manual = None;
-                    self.changed(Reason::Expired, b"", at, at);
+                    self.changed(Reason::Expired, b"", at, at, had_message.is_some());
                 }
-                Due::Idle => self.changed(Reason::Idle, b"", at, at),
+                Due::Idle => self.changed(Reason::Idle, b"", at, at, false),
                 Due::GraceEnds => {
                     if let Some(leaving) = self.leaving.take() {
                         let since = self.last_seen.unwrap_or(leaving.at);
-                        self.changed(leaving.reason, &leaving.device, at, since);
+                        self.changed(leaving.reason, &leaving.device, at, since, false);
                     }
                 }
             }
         }
     }
     /// Registers `device`, or refreshes it when it is connected (keeping its `connected_at`, and
-    /// its META unless a new one is given). Connecting is activity. Expects a settled record.
-    /// Returns the number of connected devices afterwards.
+    /// its META unless a new one is given), and places the user in `scopes` when given (replacing
+    /// the ones they had). Connecting is activity. Expects a settled record. Returns the number of
+    /// connected devices afterwards.
     pub fn connect(
         &mut self,
         device: &[u8],
         ttl: Millis,
         meta: Option<String>,
+        scopes: Option<Vec<Vec<u8>>>,
         now: Millis,
         max_devices: usize,
     ) -> Result<usize, Refusal> {
+        let known = self.devices.contains_key(device);
+        if !known && self.devices.len() >= max_devices {
+            return Err(Refusal::TooManyDevices(self.devices.len()));
+        }
+        let scopes_changed = match scopes {
+            Some(scopes) => self.set_scopes(scopes),
+            None => false,
+        };
+        let message = self.message_shown();
+        self.ends_away_by_activity();
+        let detail_changed = scopes_changed || message != self.message_shown();
         if let Some(existing) = self.devices.get_mut(device) {
             existing.last_heartbeat = now;
             existing.ttl = ttl;
@@ -246,14 +273,17 @@ impl Presence {
                 existing.meta = meta;
             }
             self.last_active = Some(now);
-            self.changed(Reason::Active, device, now, now);
+            self.changed(Reason::Active, device, now, now, detail_changed);
             return Ok(self.devices.len());
-        }
-        if self.devices.len() >= max_devices {
-            return Err(Refusal::TooManyDevices(self.devices.len()));
         }
         // Back within the grace period: the departure never happened for anyone else.
         self.leaving = None;
+        let order = self
+            .devices
+            .values()
+            .map(|d| d.order.saturating_add(1))
+            .max()
+            .unwrap_or(0);
         self.devices.insert(
             device.to_vec(),
             Device {
@@ -262,10 +292,11 @@ impl Presence {
                 ttl,
                 meta,
                 context: None,
+                order,
             },
         );
         self.last_active = Some(now);
-        self.changed(Reason::Connect, device, now, now);
+        self.changed(Reason::Connect, device, now, now, detail_changed);
         Ok(self.devices.len())
     }
     /// Pushes a connected device's deadline to `now + ttl` (its own TTL when none is given), or
@@ -276,6 +307,7 @@ impl Presence {
         &mut self,
         device: &[u8],
         ttl: Option<Millis>,
+        meta: Option<String>,
         default_ttl: Millis,
         now: Millis,
         max_devices: usize,
@@ -285,9 +317,13 @@ impl Presence {
             if let Some(ttl) = ttl {
                 existing.ttl = ttl;
             }
+            if meta.is_some() {
+                existing.meta = meta;
+            }
             return Ok(true);
         }
-        self.connect(device, ttl.unwrap_or(default_ttl), None, now, max_devices)?;
+        let ttl = ttl.unwrap_or(default_ttl);
+        self.connect(device, ttl, meta, None, now, max_devices)?;
         Ok(false)
     }
     /// A device the due index knows at deadline `at` but the record does not (the record was
@@ -307,6 +343,7 @@ impl Presence {
             ttl: 0,
             meta: None,
             context: None,
+            order: 0,
         };
         self.devices.insert(device.to_vec(), device_back);
     }
@@ -315,8 +352,9 @@ impl Presence {
     pub fn disconnect(&mut self, device: &[u8], now: Millis) -> Option<usize> {
         self.devices.remove(device)?;
         self.last_seen = Some(self.last_seen.map_or(now, |seen| seen.max(now)));
+        self.last_device = Some(device.to_vec());
         self.left(Reason::Disconnect, device, now);
-        self.changed(Reason::Disconnect, device, now, now);
+        self.changed(Reason::Disconnect, device, now, now, false);
         Some(self.devices.len())
     }
     /// A device left at `at`: when it was the last and a grace period applies, the offline
@@ -333,8 +371,29 @@ impl Presence {
     /// Records activity (a message sent, typing, the app in the foreground). Expects a settled
     /// record.
     pub fn activity(&mut self, now: Millis) {
+        let message = self.message_shown();
+        self.ends_away_by_activity();
         self.last_active = Some(now);
-        self.changed(Reason::Active, b"", now, now);
+        let message_changed = message != self.message_shown();
+        self.changed(Reason::Active, b"", now, now, message_changed);
+    }
+    /// Ends a manual `away` when the rules say activity does.
+    fn ends_away_by_activity(&mut self) {
+        if self.rules.activity_ends_away
+            && self
+                .manual
+                .as_ref()
+                .is_some_and(|m| m.status == Status::Away)
+        {
+            self.manual = None;
+        }
+    }
+    /// The custom message others see now (none while the user looks offline).
+    fn message_shown(&self) -> Option<String> {
+        if self.status.public() == Status::Offline {
+            return None;
+        }
+        self.manual.as_ref().and_then(|m| m.message.clone())
     }
     /// Sets a status by hand (`None`: back to automatic). Expects a settled record.
     pub fn set_manual(&mut self, manual: Option<Manual>, now: Millis) {
@@ -345,13 +404,28 @@ impl Presence {
             // Others see them leave now: that is the last time they were seen.
             self.last_seen = Some(self.last_seen.map_or(now, |seen| seen.max(now)));
         }
+        let message = self.message_shown();
         self.manual = manual;
-        self.changed(Reason::Manual, b"", now, now);
+        let status = self.status_at(now);
+        let message_after = self
+            .manual
+            .as_ref()
+            .and_then(|m| m.message.clone())
+            .filter(|_| status.public() != Status::Offline);
+        self.changed(Reason::Manual, b"", now, now, message != message_after);
     }
     /// After a change caused by `reason` at `at`: if the status moved, record it (since `since`)
     /// and announce it when everyone else can see the difference; if only the devices changed,
-    /// announce that when device events are on and the user is visible.
-    fn changed(&mut self, reason: Reason, device: &[u8], at: Millis, since: Millis) {
+    /// announce that when device events are on and the user is visible; if something else others
+    /// see changed (`detail_changed`: the message, the scopes), announce that while visible.
+    fn changed(
+        &mut self,
+        reason: Reason,
+        device: &[u8],
+        at: Millis,
+        since: Millis,
+        detail_changed: bool,
+    ) {
         let prev = self.status;
         let status = self.status_at(at);
         let devices = self.devices.len();
@@ -359,9 +433,16 @@ impl Presence {
             reason,
             Reason::Connect | Reason::Disconnect | Reason::Timeout
         );
+        let visible = status.public() != Status::Offline;
+        // The scopes they had, for an event that takes them offline.
+        let scopes = self.scopes.clone();
         if status == Status::Offline {
-            // Scopes hold only while online.
+            // Scopes hold only while online; so does a manual status, under that rule (one set
+            // while offline waits for the next session).
             self.scopes.clear();
+            if self.rules.manual_ends_offline && prev != Status::Offline {
+                self.manual = None;
+            }
         }
         if status != prev {
             self.status = status;
@@ -369,18 +450,27 @@ impl Presence {
             if status.public() == prev.public() {
                 return; // invisible came or went while offline: nothing anyone can see
             }
-        } else if !(device_change
-            && self.rules.device_events
-            && status.public() != Status::Offline
-            && (devices > 0 || self.leaving.is_none()))
+        } else if !(visible && detail_changed)
+            && !(device_change
+                && self.rules.device_events
+                && visible
+                && (devices > 0 || self.leaving.is_none()))
         {
             return;
         }
         self.seq = super::next_seq(self.seq, at);
-        let last_seen = if status.public() == Status::Offline {
-            self.last_seen
-        } else {
+        let last_seen = if visible {
             self.last_seen()
+        } else {
+            self.last_seen
+        };
+        let meta = match reason {
+            Reason::Connect => self
+                .devices
+                .get(device)
+                .and_then(|d| d.meta.clone())
+                .filter(|meta| meta.len() <= super::EVENT_META_MAX),
+            _ => None,
         };
         self.events.push(Event {
             status: status.public(),
@@ -389,6 +479,9 @@ impl Presence {
             device: device.to_vec(),
             devices,
             last_seen,
+            message: self.message_shown(),
+            scopes,
+            meta,
             ts: at,
             seq: self.seq,
         });

@@ -7,7 +7,7 @@ const MAX: usize = 32;
 
 fn online(record: &mut Presence, device: &[u8], now: Millis) -> usize {
     record.settle(now);
-    record.connect(device, TTL, None, now, MAX).unwrap()
+    record.connect(device, TTL, None, None, now, MAX).unwrap()
 }
 
 #[test]
@@ -23,6 +23,8 @@ fn a_new_user_is_offline_and_never_seen() {
             message: None,
             manual: false,
             last_active: None,
+            scopes: Vec::new(),
+            last_device: None,
         }
     );
 }
@@ -52,13 +54,14 @@ fn a_second_device_keeps_since_and_counts() {
 #[test]
 fn refreshing_keeps_connected_at_and_meta_unless_replaced() {
     let mut r = Presence::default();
-    r.connect(b"d", TTL, Some("{\"a\":1}".into()), 100, MAX)
+    r.connect(b"d", TTL, Some("{\"a\":1}".into()), None, 100, MAX)
         .unwrap();
-    assert_eq!(r.connect(b"d", 5000, None, 300, MAX), Ok(1));
+    assert_eq!(r.connect(b"d", 5000, None, None, 300, MAX), Ok(1));
     let d = &r.devices[&b"d".to_vec()];
     assert_eq!((d.connected_at, d.last_heartbeat, d.ttl), (100, 300, 5000));
     assert_eq!(d.meta.as_deref(), Some("{\"a\":1}"));
-    r.connect(b"d", TTL, Some("{}".into()), 400, MAX).unwrap();
+    r.connect(b"d", TTL, Some("{}".into()), None, 400, MAX)
+        .unwrap();
     assert_eq!(r.devices[&b"d".to_vec()].meta.as_deref(), Some("{}"));
 }
 
@@ -78,7 +81,7 @@ fn a_device_past_its_deadline_is_not_connected() {
 fn settling_removes_expired_devices_and_records_the_last_heartbeat() {
     let mut r = Presence::default();
     online(&mut r, b"a", 100);
-    r.heartbeat(b"a", None, TTL, 400, MAX).unwrap();
+    r.heartbeat(b"a", None, None, TTL, 400, MAX).unwrap();
     online(&mut r, b"b", 500);
     assert_eq!(r.settle(1450), 1);
     assert!(!r.devices.contains_key(b"a".as_slice()));
@@ -113,7 +116,7 @@ fn status_changes_are_announced_with_growing_seq_from_the_first_events_time() {
     let mut r = Presence::default();
     online(&mut r, b"a", 100);
     online(&mut r, b"b", 200);
-    r.heartbeat(b"a", None, TTL, 300, MAX).unwrap();
+    r.heartbeat(b"a", None, None, TTL, 300, MAX).unwrap();
     r.disconnect(b"a", 400);
     r.disconnect(b"b", 500);
     online(&mut r, b"c", 600);
@@ -171,7 +174,7 @@ fn settling_at_most_n_devices_stops_in_time_order() {
         ..Rules::default()
     });
     for (id, ttl) in [(&b"a"[..], 100), (b"b", 200), (b"c", 300)] {
-        r.connect(id, ttl, None, 0, MAX).unwrap();
+        r.connect(id, ttl, None, None, 0, MAX).unwrap();
     }
     r.events.clear();
     assert_eq!(r.settle_at_most(1000, 2), 2);
@@ -189,8 +192,8 @@ fn device_events_announce_changes_of_a_user_who_stays_online() {
         ..Rules::default()
     });
     online(&mut r, b"a", 100);
-    r.connect(b"b", 5000, None, 200, MAX).unwrap();
-    r.connect(b"a", TTL, None, 300, MAX).unwrap(); // a refresh is not a change
+    r.connect(b"b", 5000, None, None, 200, MAX).unwrap();
+    r.connect(b"a", TTL, None, None, 300, MAX).unwrap(); // a refresh is not a change
     r.settle(1300);
     r.disconnect(b"b", 1400);
     assert_eq!(
@@ -210,8 +213,8 @@ fn several_timeouts_are_announced_in_deadline_order() {
         device_events: true,
         ..Rules::default()
     });
-    r.connect(b"late", 3000, None, 100, MAX).unwrap();
-    r.connect(b"early", 1000, None, 100, MAX).unwrap();
+    r.connect(b"late", 3000, None, None, 100, MAX).unwrap();
+    r.connect(b"early", 1000, None, None, 100, MAX).unwrap();
     r.events.clear();
     assert_eq!(r.settle(10_000), 2);
     assert_eq!(
@@ -227,9 +230,9 @@ fn several_timeouts_are_announced_in_deadline_order() {
 #[test]
 fn refusals_and_unknown_devices_announce_nothing() {
     let mut r = Presence::default();
-    r.connect(b"a", TTL, None, 100, 1).unwrap();
+    r.connect(b"a", TTL, None, None, 100, 1).unwrap();
     r.events.clear();
-    assert!(r.connect(b"b", TTL, None, 100, 1).is_err());
+    assert!(r.connect(b"b", TTL, None, None, 100, 1).is_err());
     assert_eq!(r.disconnect(b"x", 200), None);
     assert!(r.events.is_empty());
     assert_eq!(r.seq, 100_000);
@@ -251,47 +254,47 @@ fn settling_is_invisible_to_reads() {
 #[test]
 fn heartbeat_of_a_connected_device_keeps_its_ttl() {
     let mut r = Presence::default();
-    r.connect(b"d", 5000, None, 100, MAX).unwrap();
-    assert_eq!(r.heartbeat(b"d", None, TTL, 200, MAX), Ok(true));
+    r.connect(b"d", 5000, None, None, 100, MAX).unwrap();
+    assert_eq!(r.heartbeat(b"d", None, None, TTL, 200, MAX), Ok(true));
     assert_eq!(r.devices[&b"d".to_vec()].deadline(), 5200);
-    assert_eq!(r.heartbeat(b"d", Some(300), TTL, 250, MAX), Ok(true));
+    assert_eq!(r.heartbeat(b"d", Some(300), None, TTL, 250, MAX), Ok(true));
     assert_eq!(r.devices[&b"d".to_vec()].deadline(), 550);
 }
 
 #[test]
 fn heartbeat_of_an_unknown_device_registers_it() {
     let mut r = Presence::default();
-    assert_eq!(r.heartbeat(b"d", None, TTL, 100, MAX), Ok(false));
+    assert_eq!(r.heartbeat(b"d", None, None, TTL, 100, MAX), Ok(false));
     assert_eq!(r.view(150).status, Status::Online);
     assert_eq!(r.devices[&b"d".to_vec()].ttl, TTL);
-    assert_eq!(r.heartbeat(b"e", Some(700), TTL, 100, MAX), Ok(false));
+    assert_eq!(r.heartbeat(b"e", Some(700), None, TTL, 100, MAX), Ok(false));
     assert_eq!(r.devices[&b"e".to_vec()].ttl, 700);
 }
 
 #[test]
 fn max_devices_refuses_new_devices_but_not_heartbeats() {
     let mut r = Presence::default();
-    r.connect(b"a", TTL, None, 100, 2).unwrap();
-    r.connect(b"b", TTL, None, 100, 2).unwrap();
+    r.connect(b"a", TTL, None, None, 100, 2).unwrap();
+    r.connect(b"b", TTL, None, None, 100, 2).unwrap();
     assert_eq!(
-        r.connect(b"c", TTL, None, 100, 2),
+        r.connect(b"c", TTL, None, None, 100, 2),
         Err(Refusal::TooManyDevices(2))
     );
     assert_eq!(
-        r.heartbeat(b"c", None, TTL, 100, 2),
+        r.heartbeat(b"c", None, None, TTL, 100, 2),
         Err(Refusal::TooManyDevices(2))
     );
-    assert_eq!(r.heartbeat(b"a", None, TTL, 150, 2), Ok(true));
-    assert_eq!(r.connect(b"b", TTL, None, 150, 2), Ok(2));
+    assert_eq!(r.heartbeat(b"a", None, None, TTL, 150, 2), Ok(true));
+    assert_eq!(r.connect(b"b", TTL, None, None, 150, 2), Ok(2));
     assert_eq!(r.devices.len(), 2);
 }
 
 #[test]
 fn expired_devices_do_not_count_toward_max_devices() {
     let mut r = Presence::default();
-    r.connect(b"a", 100, None, 0, 1).unwrap();
+    r.connect(b"a", 100, None, None, 0, 1).unwrap();
     r.settle(100);
-    assert_eq!(r.connect(b"b", TTL, None, 100, 1), Ok(1));
+    assert_eq!(r.connect(b"b", TTL, None, None, 100, 1), Ok(1));
 }
 
 #[test]
@@ -341,8 +344,8 @@ fn reconnecting_after_a_timeout_is_a_new_session() {
 fn the_record_expires_only_while_offline() {
     let mut r = Presence::default();
     assert_eq!(r.expires_at(10, 5), Some(15), "a record of settings alone");
-    r.connect(b"a", 1000, None, 100, MAX).unwrap();
-    r.connect(b"b", 5000, None, 200, MAX).unwrap();
+    r.connect(b"a", 1000, None, None, 100, MAX).unwrap();
+    r.connect(b"b", 5000, None, None, 200, MAX).unwrap();
     assert_eq!(r.expires_at(10, 250), None);
     r.disconnect(b"a", 300);
     r.disconnect(b"b", 400);
@@ -357,6 +360,7 @@ fn huge_ttls_and_times_do_not_overflow() {
         ttl: Millis::MAX,
         meta: None,
         context: None,
+        order: 0,
     };
     assert_eq!(d.deadline(), Millis::MAX);
     let mut r = Presence::default();
@@ -385,9 +389,9 @@ fn away_after(ms: Millis) -> Presence {
 #[test]
 fn a_connected_user_without_activity_goes_away_and_comes_back_with_activity() {
     let mut r = away_after(1000);
-    r.connect(b"d", 60_000, None, 0, MAX).unwrap();
+    r.connect(b"d", 60_000, None, None, 0, MAX).unwrap();
     // Heartbeats keep the connection but are not activity.
-    r.heartbeat(b"d", None, 60_000, 500, MAX).unwrap();
+    r.heartbeat(b"d", None, None, 60_000, 500, MAX).unwrap();
     assert_eq!(r.view(999).status, Status::Online);
     assert_eq!(r.view(1000).status, Status::Away);
     assert_eq!(r.view(1000).since, Some(1000));
@@ -411,16 +415,16 @@ fn a_connected_user_without_activity_goes_away_and_comes_back_with_activity() {
 #[test]
 fn connecting_again_is_activity() {
     let mut r = away_after(1000);
-    r.connect(b"d", 60_000, None, 0, MAX).unwrap();
+    r.connect(b"d", 60_000, None, None, 0, MAX).unwrap();
     r.settle(1200);
-    r.connect(b"d", 60_000, None, 1200, MAX).unwrap();
+    r.connect(b"d", 60_000, None, None, 1200, MAX).unwrap();
     assert_eq!(events(&mut r)[2], ("online", "away", "active", 1200));
 }
 
 #[test]
 fn a_manual_status_wins_over_auto_away_and_ends_on_its_own() {
     let mut r = away_after(1000);
-    r.connect(b"d", 60_000, None, 0, MAX).unwrap();
+    r.connect(b"d", 60_000, None, None, 0, MAX).unwrap();
     let busy = Manual {
         status: Status::Busy,
         message: Some("In a meeting".into()),
@@ -459,7 +463,7 @@ fn a_manual_status_is_kept_while_offline_and_applies_on_return() {
     );
     assert_eq!(r.view(10).status, Status::Offline);
     assert!(r.view(10).manual);
-    r.connect(b"d", 1000, None, 100, MAX).unwrap();
+    r.connect(b"d", 1000, None, None, 100, MAX).unwrap();
     assert_eq!(events(&mut r), vec![("dnd", "offline", "connect", 100)]);
     r.set_manual(None, 200);
     assert_eq!(events(&mut r), vec![("online", "dnd", "manual", 200)]);
@@ -471,14 +475,14 @@ fn invisible_looks_offline_to_everyone_else() {
         device_events: true,
         ..Rules::default()
     });
-    r.connect(b"a", 60_000, None, 0, MAX).unwrap();
+    r.connect(b"a", 60_000, None, None, 0, MAX).unwrap();
     let invisible = Manual {
         status: Status::Invisible,
         message: None,
         until: None,
     };
     r.set_manual(Some(invisible), 100);
-    r.connect(b"b", 60_000, None, 200, MAX).unwrap();
+    r.connect(b"b", 60_000, None, None, 200, MAX).unwrap();
     r.disconnect(b"b", 300);
     assert_eq!(
         events(&mut r),
@@ -495,7 +499,7 @@ fn invisible_looks_offline_to_everyone_else() {
         events(&mut r).is_empty(),
         "leaving while invisible changes nothing visible"
     );
-    r.connect(b"a", 60_000, None, 600, MAX).unwrap();
+    r.connect(b"a", 60_000, None, None, 600, MAX).unwrap();
     r.set_manual(None, 700);
     assert_eq!(events(&mut r), vec![("online", "offline", "manual", 700)]);
 }
@@ -503,7 +507,7 @@ fn invisible_looks_offline_to_everyone_else() {
 #[test]
 fn changes_that_came_with_time_are_announced_in_the_order_they_came() {
     let mut r = away_after(1000);
-    r.connect(b"d", 3000, None, 0, MAX).unwrap();
+    r.connect(b"d", 3000, None, None, 0, MAX).unwrap();
     r.settle(10_000);
     assert_eq!(
         events(&mut r),
@@ -524,7 +528,7 @@ fn changes_that_came_with_time_are_announced_in_the_order_they_came() {
 #[test]
 fn reads_agree_with_settling_at_every_moment() {
     let mut r = away_after(1000);
-    r.connect(b"a", 2500, None, 0, MAX).unwrap();
+    r.connect(b"a", 2500, None, None, 0, MAX).unwrap();
     r.set_manual(
         Some(Manual {
             status: Status::Away,
@@ -543,8 +547,8 @@ fn reads_agree_with_settling_at_every_moment() {
 #[test]
 fn a_context_belongs_to_a_connected_device_and_leaves_with_it() {
     let mut r = Presence::default();
-    r.connect(b"phone", 1000, None, 0, MAX).unwrap();
-    r.connect(b"web", 5000, None, 0, MAX).unwrap();
+    r.connect(b"phone", 1000, None, None, 0, MAX).unwrap();
+    r.connect(b"web", 5000, None, None, 0, MAX).unwrap();
     assert!(r.set_context(b"phone", Some(b"chat:42".to_vec())));
     assert!(!r.set_context(b"tablet", Some(b"chat:42".to_vec())));
     assert!(r.in_context(b"chat:42", 500));
@@ -568,7 +572,7 @@ fn with_grace(ms: Millis) -> Presence {
 #[test]
 fn scopes_last_while_online_including_grace() {
     let mut r = with_grace(500);
-    r.connect(b"d", 60_000, None, 0, MAX).unwrap();
+    r.connect(b"d", 60_000, None, None, 0, MAX).unwrap();
     r.set_scopes(vec![b"b".to_vec(), b"a".to_vec(), b"b".to_vec()]);
     assert_eq!(r.scopes, vec![b"a".to_vec(), b"b".to_vec()]);
     assert_eq!(r.listed(), Some(0));
@@ -585,13 +589,13 @@ fn scopes_last_while_online_including_grace() {
 #[test]
 fn a_device_back_within_grace_publishes_nothing_and_keeps_since() {
     let mut r = with_grace(500);
-    r.connect(b"d", 60_000, None, 0, MAX).unwrap();
+    r.connect(b"d", 60_000, None, None, 0, MAX).unwrap();
     r.disconnect(b"d", 100);
     // Reads during the grace period show the user still online.
     assert_eq!(r.view(300).status, Status::Online);
     assert_eq!(r.user_timer(), Some(600));
     r.settle(400);
-    r.connect(b"d", 60_000, None, 400, MAX).unwrap();
+    r.connect(b"d", 60_000, None, None, 400, MAX).unwrap();
     assert_eq!(events(&mut r), vec![("online", "offline", "connect", 0)]);
     assert_eq!(r.view(2000).since, Some(0));
     assert!(r.leaving.is_none());
@@ -600,7 +604,7 @@ fn a_device_back_within_grace_publishes_nothing_and_keeps_since() {
 #[test]
 fn without_a_return_the_user_goes_offline_when_grace_ends() {
     let mut r = with_grace(500);
-    r.connect(b"d", 60_000, None, 0, MAX).unwrap();
+    r.connect(b"d", 60_000, None, None, 0, MAX).unwrap();
     r.disconnect(b"d", 100);
     assert_eq!(r.view(600).status, Status::Offline);
     r.settle(700);
@@ -620,7 +624,7 @@ fn without_a_return_the_user_goes_offline_when_grace_ends() {
 #[test]
 fn a_timeout_waits_for_grace_too() {
     let mut r = with_grace(500);
-    r.connect(b"d", 1000, None, 0, MAX).unwrap();
+    r.connect(b"d", 1000, None, None, 0, MAX).unwrap();
     r.settle(1200);
     assert_eq!(r.view(1200).status, Status::Online);
     r.settle(1600);
@@ -634,9 +638,9 @@ fn a_timeout_waits_for_grace_too() {
 #[test]
 fn privacy_rules_decide_what_another_user_sees() {
     let mut r = Presence::default();
-    r.connect(b"d", 60_000, None, 100, MAX).unwrap();
+    r.connect(b"d", 60_000, None, None, 100, MAX).unwrap();
     r.disconnect(b"d", 200);
-    r.connect(b"d", 60_000, None, 300, MAX).unwrap();
+    r.connect(b"d", 60_000, None, None, 300, MAX).unwrap();
     let everyone = Privacy::default();
     let contacts_only = Privacy {
         online: Audience::Contacts,
@@ -664,14 +668,14 @@ fn privacy_rules_decide_what_another_user_sees() {
 #[test]
 fn others_see_an_invisible_user_as_they_were_when_they_went_invisible() {
     let mut r = Presence::default();
-    r.connect(b"d", 60_000, None, 100, MAX).unwrap();
+    r.connect(b"d", 60_000, None, None, 100, MAX).unwrap();
     let invisible = Manual {
         status: Status::Invisible,
         message: None,
         until: None,
     };
     r.set_manual(Some(invisible), 500);
-    r.heartbeat(b"d", None, 60_000, 900, MAX).unwrap();
+    r.heartbeat(b"d", None, None, 60_000, 900, MAX).unwrap();
     let seen = r.view_for(1000, Privacy::default(), true);
     assert_eq!(
         (seen.status, seen.devices, seen.last_seen),
@@ -679,4 +683,203 @@ fn others_see_an_invisible_user_as_they_were_when_they_went_invisible() {
     );
     assert_eq!(r.view(1000).status, Status::Invisible);
     assert_eq!(r.view(1000).last_seen, Some(900));
+}
+
+fn manual(status: Status, message: Option<&str>) -> Option<Manual> {
+    Some(Manual {
+        status,
+        message: message.map(str::to_owned),
+        until: None,
+    })
+}
+
+#[test]
+fn events_carry_the_message_the_scopes_and_the_meta_of_a_connect() {
+    let mut r = Presence::default();
+    let meta = r#"{"os":"ios"}"#.to_string();
+    r.connect(
+        b"phone",
+        TTL,
+        Some(meta.clone()),
+        Some(vec![b"team".to_vec()]),
+        100,
+        MAX,
+    )
+    .unwrap();
+    let connect = r.take_events().pop().unwrap();
+    assert_eq!(connect.meta.as_deref(), Some(meta.as_str()));
+    assert_eq!(connect.scopes, vec![b"team".to_vec()]);
+    r.set_manual(manual(Status::Busy, Some("In a meeting")), 200);
+    assert_eq!(r.take_events()[0].message.as_deref(), Some("In a meeting"));
+    // A META longer than the bound stays out of the event.
+    let big = format!(r#"{{"x":"{}"}}"#, "a".repeat(EVENT_META_MAX));
+    r.connect(b"laptop", TTL, Some(big), None, 250, MAX)
+        .unwrap();
+    r.disconnect(b"laptop", 260);
+    // Going offline: the event still names the scopes the user had; then they are gone.
+    r.disconnect(b"phone", 300);
+    let offline = r.take_events().pop().unwrap();
+    assert_eq!(offline.status, Status::Offline);
+    assert_eq!(offline.scopes, vec![b"team".to_vec()]);
+    assert_eq!(offline.message, None);
+    assert!(r.scopes.is_empty());
+}
+
+#[test]
+fn a_message_only_change_is_announced_while_visible() {
+    let mut r = Presence::default();
+    online(&mut r, b"phone", 100);
+    r.set_manual(manual(Status::Busy, Some("In a meeting")), 200);
+    r.take_events();
+    r.set_manual(manual(Status::Busy, Some("Lunch")), 300);
+    let events = r.take_events();
+    assert_eq!(events.len(), 1);
+    let e = &events[0];
+    assert_eq!(
+        (e.status, e.prev, e.reason),
+        (Status::Busy, Status::Busy, Reason::Manual)
+    );
+    assert_eq!(e.message.as_deref(), Some("Lunch"));
+    // The same message again changes nothing anyone sees.
+    r.set_manual(manual(Status::Busy, Some("Lunch")), 400);
+    assert!(r.take_events().is_empty());
+    // Invisible: nothing others see changes with the message.
+    r.set_manual(manual(Status::Invisible, None), 500);
+    r.take_events();
+    r.set_manual(manual(Status::Invisible, Some("shh")), 600);
+    assert!(r.take_events().is_empty());
+    // New scopes of a user who stays online are announced too.
+    r.set_manual(None, 700);
+    r.take_events();
+    r.connect(
+        b"phone",
+        TTL,
+        None,
+        Some(vec![b"zone:2".to_vec()]),
+        800,
+        MAX,
+    )
+    .unwrap();
+    let events = r.take_events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].scopes, vec![b"zone:2".to_vec()]);
+}
+
+#[test]
+fn a_manual_status_ends_with_the_session_under_that_rule() {
+    let rules = Rules {
+        manual_ends_offline: true,
+        ..Rules::default()
+    };
+    let mut r = Presence::with_rules(rules);
+    online(&mut r, b"phone", 100);
+    r.set_manual(manual(Status::Away, None), 150);
+    r.disconnect(b"phone", 200);
+    assert_eq!(r.manual, None);
+    // Set while offline, it waits for the next session, and ends with it.
+    r.set_manual(manual(Status::Busy, None), 250);
+    online(&mut r, b"phone", 300);
+    assert_eq!(r.view(300).status, Status::Busy);
+    r.settle(300 + TTL);
+    assert_eq!(r.manual, None);
+    // Kept across sessions by default.
+    let mut kept = Presence::default();
+    online(&mut kept, b"phone", 100);
+    kept.set_manual(manual(Status::Away, None), 150);
+    kept.disconnect(b"phone", 200);
+    online(&mut kept, b"phone", 300);
+    assert_eq!(kept.view(300).status, Status::Away);
+}
+
+#[test]
+fn activity_ends_a_manual_away_under_that_rule() {
+    let rules = Rules {
+        activity_ends_away: true,
+        ..Rules::default()
+    };
+    let mut r = Presence::with_rules(rules);
+    online(&mut r, b"phone", 100);
+    r.set_manual(manual(Status::Away, Some("brb")), 150);
+    r.take_events();
+    r.activity(200);
+    assert_eq!(r.view(200).status, Status::Online);
+    let e = r.take_events().pop().unwrap();
+    assert_eq!(
+        (e.status, e.prev, e.reason),
+        (Status::Online, Status::Away, Reason::Active)
+    );
+    // Busy is not away: activity keeps it.
+    r.set_manual(manual(Status::Busy, None), 250);
+    r.activity(300);
+    assert_eq!(r.view(300).status, Status::Busy);
+    // Without the rule, away stays.
+    let mut kept = Presence::default();
+    online(&mut kept, b"phone", 100);
+    kept.set_manual(manual(Status::Away, None), 150);
+    kept.activity(200);
+    assert_eq!(kept.view(200).status, Status::Away);
+}
+
+#[test]
+fn last_seen_follows_activity_and_names_the_device_that_left() {
+    let mut r = Presence::default();
+    online(&mut r, b"phone", 100);
+    r.activity(600);
+    assert_eq!(r.view(700).last_seen, Some(600));
+    // Timed out after its last heartbeat (100) but active later: seen last at 600.
+    r.settle(100 + TTL);
+    let view = r.view(100 + TTL);
+    assert_eq!((view.status, view.last_seen), (Status::Offline, Some(600)));
+    assert_eq!(view.last_device.as_deref(), Some(&b"phone"[..]));
+    online(&mut r, b"laptop", 2000);
+    r.disconnect(b"laptop", 2100);
+    assert_eq!(r.view(2200).last_device.as_deref(), Some(&b"laptop"[..]));
+    // Hidden with last_seen from those who may not see it.
+    let hidden = Privacy {
+        online: Audience::Everyone,
+        last_seen: Audience::Nobody,
+    };
+    let view = r.view_for(2200, hidden, false);
+    assert_eq!((view.last_seen, view.last_device), (None, None));
+}
+
+#[test]
+fn devices_connected_in_the_same_millisecond_keep_their_order() {
+    let mut r = Presence::default();
+    for device in [&b"z"[..], b"a", b"m"] {
+        r.connect(device, TTL, None, None, 100, MAX).unwrap();
+    }
+    let mut order: Vec<(&Vec<u8>, &Device)> = r.devices.iter().collect();
+    order.sort_by_key(|(id, d)| (d.connected_at, d.order, id.as_slice()));
+    let ids: Vec<&[u8]> = order.iter().map(|(id, _)| id.as_slice()).collect();
+    assert_eq!(ids, vec![&b"z"[..], b"a", b"m"]);
+}
+
+#[test]
+fn an_event_as_each_viewer_sees_it() {
+    let mut r = Presence::default();
+    online(&mut r, b"phone", 100);
+    r.set_manual(manual(Status::Busy, Some("Focus")), 150);
+    r.disconnect(b"phone", 200);
+    let events = r.take_events();
+    let (busy, gone) = (&events[1], &events[2]);
+    let rules = |online, last_seen| Privacy { online, last_seen };
+    use Audience::{Contacts, Everyone, Nobody};
+    // Who may see them online sees everything (but a hidden last_seen).
+    assert_eq!(
+        busy.as_seen_by(rules(Everyone, Everyone), false).as_ref(),
+        Some(busy)
+    );
+    let seen = gone.as_seen_by(rules(Contacts, Nobody), true).unwrap();
+    assert_eq!((seen.status, seen.last_seen), (Status::Offline, None));
+    // Anyone else: only the departure, as offline to offline, where LASTSEEN admits them.
+    assert_eq!(busy.as_seen_by(rules(Contacts, Everyone), false), None);
+    let seen = gone.as_seen_by(rules(Contacts, Everyone), false).unwrap();
+    assert_eq!(
+        (seen.status, seen.prev, seen.devices),
+        (Status::Offline, Status::Offline, 0)
+    );
+    assert_eq!((seen.last_seen, seen.message.clone()), (Some(200), None));
+    assert!(seen.device.is_empty() && seen.scopes.is_empty());
+    assert_eq!(gone.as_seen_by(rules(Nobody, Contacts), false), None);
 }

@@ -106,6 +106,9 @@ server_functions! {
         RedisModule_GetCommand,
         RedisModule_SetCommandInfo,
         RedisModule_KeyAtPosWithFlags,
+        RedisModule_GetServerInfo,
+        RedisModule_ServerInfoGetFieldC,
+        RedisModule_FreeServerInfo,
         RedisModule_SetModuleOptions,
     ],
     through_crate: [
@@ -120,9 +123,7 @@ server_functions! {
         RedisModule_Call,
         RedisModule_Replicate,
         RedisModule_ReplyWithMap,
-        RedisModule_GetServerInfo,
-        RedisModule_ServerInfoGetField,
-        RedisModule_FreeServerInfo,
+        RedisModule_ReplyWithBool,
     ],
     // Redis 7.2 and Valkey; Valkey and Redis 7.4; the same.
     optional: [
@@ -143,6 +144,26 @@ pub fn check_functions() -> Result<(), String> {
     }
 }
 
+/// The server's name from `INFO server` (`valkey`; Redis has none before 7.4).
+fn server_name(ctx: &Context) -> Option<Vec<u8>> {
+    // SAFETY: a live context; the section and field names are C strings; the field's value is
+    // owned by the info data, copied before that is freed (the crate's `ServerInfo::field`
+    // makes a string it never frees).
+    unsafe {
+        let info = call!(RedisModule_GetServerInfo(ctx.get_raw(), c"server".as_ptr()));
+        if info.is_null() {
+            return None;
+        }
+        let value = call!(RedisModule_ServerInfoGetFieldC(
+            info,
+            c"server_name".as_ptr()
+        ));
+        let name = (!value.is_null()).then(|| std::ffi::CStr::from_ptr(value).to_bytes().to_vec());
+        call!(RedisModule_FreeServerInfo(ctx.get_raw(), info));
+        name
+    }
+}
+
 /// Valkey 9's module option: the module handles atomic slot migration (`CLUSTER MIGRATESLOTS`).
 const OPTION_ATOMIC_SLOT_MIGRATION: c_int = 1 << 5;
 
@@ -150,10 +171,7 @@ const OPTION_ATOMIC_SLOT_MIGRATION: c_int = 1 << 5;
 /// whether it did. (Redis numbers its module options on its own, so the bit is set on Valkey
 /// only.)
 pub fn opt_in_to_atomic_slot_migration(ctx: &Context) -> bool {
-    let valkey = ctx
-        .server_info("server")
-        .field("server_name")
-        .is_some_and(|name| name.as_slice() == b"valkey");
+    let valkey = server_name(ctx).as_deref() == Some(&b"valkey"[..]);
     // SAFETY: no arguments.
     let known = unsafe { call_if_present!(RedisModule_GetModuleOptionsAll()) }.unwrap_or(0);
     if !valkey || known & OPTION_ATOMIC_SLOT_MIGRATION == 0 {

@@ -1,23 +1,24 @@
 //! A user's settings: privacy rules (a hash) and contacts (a set).
 
 use super::effect;
-use crate::keys;
 use crate::model::{Audience, Privacy};
 use crate::server::Key;
+use crate::{config, keys};
 use redis_module::{raw, Context, RedisError, RedisValue};
 
-/// A user's privacy rules (absent fields: everyone).
+/// A user's privacy rules (absent fields: the `privacy-online` and `privacy-lastseen` settings).
 pub fn read_privacy(ctx: &Context, user: &[u8]) -> Result<Privacy, RedisError> {
     let key = Key::open(ctx, &keys::settings_key(user), false);
     key.check_type(raw::KeyType::Hash)?;
-    let rule = |field: &[u8]| {
+    let defaults = config::default_privacy();
+    let rule = |field: &[u8], default: Audience| {
         key.hash_get(field)
             .and_then(|v| Audience::parse(v.as_slice()))
-            .unwrap_or_default()
+            .unwrap_or(default)
     };
     Ok(Privacy {
-        online: rule(b"online"),
-        last_seen: rule(b"lastseen"),
+        online: rule(b"online", defaults.online),
+        last_seen: rule(b"lastseen", defaults.last_seen),
     })
 }
 

@@ -66,6 +66,8 @@ pub fn rules() -> Rules {
         device_events: config::device_events(),
         away_after: config::away_after(),
         grace: config::grace(),
+        manual_ends_offline: !config::keep_manual_status(),
+        activity_ends_away: config::activity_ends_away(),
     }
 }
 
@@ -94,7 +96,7 @@ pub fn heartbeat_connected(
     effect::check_writable(ctx)?;
     let keys = UserKeys::open(ctx, user, false, true)?;
     let now = now();
-    let Some((_, ttl)) = keys
+    let Some((_, ttl, _)) = keys
         .record
         .hash_get(&codec::device_field(device))
         .and_then(|value| codec::parse_device_value(value.as_slice()))
