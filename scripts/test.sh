@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: formatting and lints, unit tests of the pure logic, and integration tests against
-# real Redis 7.0, Redis 7.2 and Valkey 9.1 servers started with the freshly built module.
+# Runs every test: formatting and lints, unit tests of the pure logic, integration tests against
+# real Redis 7.0, Redis 7.2 and Valkey 9.1 servers started with the freshly built module, and the
+# same integration tests against the Docker image (scripts/docker.sh test).
 # Installs what it needs first (scripts/deps.sh). Set REDIS_URL to test an already running server
 # that has the module loaded instead of starting servers.
 set -euo pipefail
@@ -28,6 +29,9 @@ bash scripts/memcheck.sh
 
 echo "== benchmark smoke run (tiny sizes, no thresholds: keeps scripts/bench.sh working)"
 bash scripts/bench.sh --smoke
+
+echo "== Docker: the image built, the integration tests against a container, persistence, compose"
+bash scripts/docker.sh test 2>&1 | tee -a "$log"
 
 # One closing line for the whole run, counted from cargo's per-binary results and the tests that
 # said they were skipped (against REDIS_URL; they count as passed in cargo's results too).

@@ -17,6 +17,13 @@ fn get(con: &mut redis::Connection, user: &str) -> BTreeMap<String, Value> {
     map(&run(con, &["PRESENCE.GET", user]).unwrap())
 }
 
+/// The events of `user` only (the global channel carries every test's users when the tests share
+/// a server through REDIS_URL).
+fn own_events(srv: &Server, user: &str) -> Subscriber {
+    let channel = format!("presence:{{{user}}}");
+    Subscriber::new(srv, "SSUBSCRIBE", &[channel.as_bytes()])
+}
+
 fn json(v: &Value) -> serde_json::Value {
     serde_json::from_slice(&bytes(v)).expect("JSON")
 }
@@ -42,7 +49,7 @@ fn fanout(con: &mut redis::Connection, args: &[&str]) -> Vec<(String, Option<ser
 fn events_carry_message_scopes_and_meta_and_a_message_change_is_announced() {
     on_each_server(&[], |srv| {
         let user = unique("dash");
-        let mut events = Subscriber::new(srv, "SUBSCRIBE", &[b"presence:events"]);
+        let mut events = own_events(srv, &user);
         let mut con = srv.con();
         let meta = r#"{"os":"ios","app":"3.2"}"#;
         run(
@@ -109,7 +116,7 @@ fn fanout_tells_each_contact_what_they_may_see_in_one_call() {
     on_each_server(&[], |srv| {
         let user = unique("alice");
         let (friend, stranger) = (unique("friend"), unique("stranger"));
-        let mut events = Subscriber::new(srv, "SUBSCRIBE", &[b"presence:events"]);
+        let mut events = own_events(srv, &user);
         let mut con = srv.con();
         run(&mut con, &["PRESENCE.CONTACTS", &user, "ADD", &friend]).unwrap();
         run(&mut con, &["PRESENCE.PRIVACY", &user, "ONLINE", "contacts"]).unwrap();
@@ -255,7 +262,7 @@ fn session_rules_end_a_manual_status_with_the_session_and_away_with_activity() {
             run(&mut con, &["PRESENCE.ONLINE", &user, "phone"]).unwrap();
             assert_eq!(text(&get(&mut con, &user)["status"]), "online");
             // A manual away ends with activity, and is announced so.
-            let mut events = Subscriber::new(srv, "SUBSCRIBE", &[b"presence:events"]);
+            let mut events = own_events(srv, &user);
             run(
                 &mut con,
                 &["PRESENCE.STATUS", &user, "away", "MESSAGE", "brb"],

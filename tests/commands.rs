@@ -269,7 +269,7 @@ fn offline_of_an_unknown_device_replies_0_and_changes_nothing() {
         let mut con = srv.con();
         let user = unique("idem");
         run(&mut con, &["PRESENCE.ONLINE", &user, "a"]).unwrap();
-        let before = snapshot(&mut con);
+        let before = snapshot_for(&mut con, &user);
         assert_eq!(
             int(&run(&mut con, &["PRESENCE.OFFLINE", &user, "zzz"]).unwrap()),
             0
@@ -279,14 +279,14 @@ fn offline_of_an_unknown_device_replies_0_and_changes_nothing() {
             int(&run(&mut con, &["PRESENCE.OFFLINE", &stranger, "zzz"]).unwrap()),
             0
         );
-        assert_eq!(snapshot(&mut con), before);
+        assert_eq!(snapshot_for(&mut con, &user), before);
         run(&mut con, &["PRESENCE.OFFLINE", &user, "a"]).unwrap();
-        let after_first = snapshot(&mut con);
+        let after_first = snapshot_for(&mut con, &user);
         assert_eq!(
             int(&run(&mut con, &["PRESENCE.OFFLINE", &user, "a"]).unwrap()),
             0
         );
-        assert_eq!(snapshot(&mut con), after_first);
+        assert_eq!(snapshot_for(&mut con, &user), after_first);
     });
 }
 
@@ -371,12 +371,12 @@ fn max_devices_refuses_a_new_device_but_never_a_heartbeat() {
         let user = unique("max");
         run(&mut con, &["PRESENCE.ONLINE", &user, "a"]).unwrap();
         run(&mut con, &["PRESENCE.ONLINE", &user, "b", "TTL", "100"]).unwrap();
-        let before = snapshot(&mut con);
+        let before = snapshot_for(&mut con, &user);
         let e = run(&mut con, &["PRESENCE.ONLINE", &user, "c"]).unwrap_err();
         assert_eq!(e, "ERR user already has 2 connected devices (max-devices)");
         let e = run(&mut con, &["PRESENCE.HEARTBEAT", &user, "c"]).unwrap_err();
         assert!(e.contains("max-devices"), "{e}");
-        assert_eq!(snapshot(&mut con), before);
+        assert_eq!(snapshot_for(&mut con, &user), before);
         assert_eq!(
             int(&run(&mut con, &["PRESENCE.HEARTBEAT", &user, "a"]).unwrap()),
             1

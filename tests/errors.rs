@@ -138,9 +138,9 @@ fn every_bad_input_is_an_err_that_names_it_and_changes_nothing() {
         .unwrap();
         let long = "x".repeat(513);
         let big_meta = format!("{{\"k\":\"{}\"}}", "x".repeat(4096));
-        let before = snapshot(&mut con);
+        let before = snapshot_for(&mut con, &user);
         assert_refused(&mut con, &cases(&user, &long, &big_meta));
-        assert_eq!(snapshot(&mut con), before);
+        assert_eq!(snapshot_for(&mut con, &user), before);
         // The server is still there and the user untouched.
         let g = map(&run(&mut con, &["PRESENCE.GET", &user]).unwrap());
         assert_eq!(int(&g["devices"]), 1);

@@ -208,6 +208,7 @@ fn listing_arguments_are_checked() {
     on_each_server(&[], |srv| {
         let mut con = srv.con();
         let long = "s".repeat(129);
+        let u = unique("refused");
         assert_refused(
             &mut con,
             &[
@@ -228,18 +229,18 @@ fn listing_arguments_are_checked() {
                     "SCOPE given more than once",
                 ),
                 (
-                    vec!["PRESENCE.ONLINE", "u", "d", "SCOPE"],
+                    vec!["PRESENCE.ONLINE", &u, "d", "SCOPE"],
                     "SCOPE needs at least one scope",
                 ),
                 (
-                    vec!["PRESENCE.ONLINE", "u", "d", "SCOPE", ""],
+                    vec!["PRESENCE.ONLINE", &u, "d", "SCOPE", ""],
                     "scope must be 1 to 128 bytes",
                 ),
             ],
         );
         // The refused ONLINE changed nothing.
         assert_eq!(
-            run(&mut con, &["EXISTS", "presence:{u}"]).unwrap(),
+            run(&mut con, &["EXISTS", &format!("presence:{{{u}}}")]).unwrap(),
             Value::Int(0)
         );
     });

@@ -171,7 +171,7 @@ fn settings_outlive_the_record_and_bad_input_is_refused() {
             1
         );
 
-        let before = snapshot(&mut con);
+        let before = snapshot_for(&mut con, &user);
         assert_refused(
             &mut con,
             &[
@@ -209,7 +209,7 @@ fn settings_outlive_the_record_and_bad_input_is_refused() {
                 ),
             ],
         );
-        assert_eq!(snapshot(&mut con), before);
+        assert_eq!(snapshot_for(&mut con, &user), before);
     });
 }
 

@@ -202,7 +202,7 @@ fn bad_status_input_is_refused_and_changes_nothing() {
         let mut con = srv.con();
         let user = unique("badstatus");
         run(&mut con, &["PRESENCE.ONLINE", &user, "d"]).unwrap();
-        let before = snapshot(&mut con);
+        let before = snapshot_for(&mut con, &user);
         let long = "m".repeat(257);
         assert_refused(
             &mut con,
@@ -255,7 +255,7 @@ fn bad_status_input_is_refused_and_changes_nothing() {
                 ),
             ],
         );
-        assert_eq!(snapshot(&mut con), before);
+        assert_eq!(snapshot_for(&mut con, &user), before);
     });
 }
 

@@ -451,11 +451,29 @@ pub fn on_each_server(module_args: &[&str], check: impl Fn(&Server)) {
 pub fn unique(name: &str) -> String {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
+    let id = format!(
         "{name}-{}-{}",
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
-    )
+    );
+    owners().entry(this_test()).or_default().push(id.clone());
+    id
+}
+
+/// The ids each test made with [`unique`]: against `REDIS_URL` one server carries every test's
+/// users, whose events (a timeout, a status running out) may come while a later test listens.
+fn owners() -> std::sync::MutexGuard<'static, std::collections::HashMap<String, Vec<String>>> {
+    static OWNERS: std::sync::LazyLock<
+        std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
+    > = std::sync::LazyLock::new(Default::default);
+    OWNERS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The running test's name (the test harness names each test's thread after it).
+fn this_test() -> String {
+    std::thread::current().name().unwrap_or_default().to_owned()
 }
 
 /// Runs a command built from `args` and returns the raw reply or the error text (`ERR ...`).
@@ -549,6 +567,19 @@ pub fn map_order(v: &Value) -> Vec<String> {
 /// Everything in the keyspace: per key its type, contents and absolute expire time.
 pub type Snapshot = BTreeMap<Vec<u8>, (String, Vec<(Vec<u8>, Vec<u8>)>, i64)>;
 
+/// What a refused command must leave as it was: everything in the keyspace on a server of the
+/// test's own; against `REDIS_URL`, where other tests' keys expire and get swept meanwhile, the
+/// keys named after `user` (the record and the settings).
+pub fn snapshot_for(con: &mut Connection, user: &str) -> Snapshot {
+    let all = snapshot(con);
+    if external().is_none() {
+        return all;
+    }
+    all.into_iter()
+        .filter(|(key, _)| key.windows(user.len()).any(|w| w == user.as_bytes()))
+        .collect()
+}
+
 pub fn snapshot(con: &mut Connection) -> Snapshot {
     let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(con).expect("KEYS");
     let mut out = Snapshot::new();
@@ -573,6 +604,11 @@ pub fn snapshot(con: &mut Connection) -> Snapshot {
                     .query(con)
                     .expect("SMEMBERS");
                 members.into_iter().map(|m| (m, Vec::new())).collect()
+            }
+            // An events stream (of this test or, against REDIS_URL, of another): its length.
+            "stream" => {
+                let len: i64 = redis::cmd("XLEN").arg(&key).query(con).expect("XLEN");
+                vec![(len.to_string().into_bytes(), Vec::new())]
             }
             // Removed since KEYS answered (the sweep runs meanwhile).
             "none" => continue,
@@ -672,6 +708,10 @@ impl Message {
 /// A connection in subscriber mode: SUBSCRIBE (global channel) or SSUBSCRIBE (per-user channels).
 pub struct Subscriber {
     con: Connection,
+    /// Against `REDIS_URL`: the test that listens; messages about users whose id holds none of
+    /// the ids it made with [`unique`] are left out (the server carries other tests' users, and
+    /// the fuzz tests' too).
+    test: Option<String>,
 }
 
 impl Subscriber {
@@ -690,25 +730,41 @@ impl Subscriber {
         for _ in channels {
             con.recv_response().expect("subscribe confirmation");
         }
-        Subscriber { con }
+        let test = external().map(|_| this_test());
+        Subscriber { con, test }
     }
 
     /// The next message, or None if none arrives within `limit`.
     pub fn next(&mut self, limit: Duration) -> Option<Message> {
-        self.con
-            .set_read_timeout(Some(limit.max(Duration::from_millis(1))))
-            .ok()?;
-        let reply = self.con.recv_response().ok()?;
-        let received = epoch_ms();
-        let parts = array(&reply);
-        let kind = text(&parts[0]);
-        assert!(kind == "message" || kind == "smessage", "{parts:?}");
-        let payload = serde_json::from_slice(&bytes(&parts[2])).expect("JSON payload");
-        Some(Message {
-            channel: bytes(&parts[1]),
-            payload,
-            received,
-        })
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.con
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .ok()?;
+            let reply = self.con.recv_response().ok()?;
+            let received = epoch_ms();
+            let parts = array(&reply);
+            let kind = text(&parts[0]);
+            assert!(kind == "message" || kind == "smessage", "{parts:?}");
+            let payload: serde_json::Value =
+                serde_json::from_slice(&bytes(&parts[2])).expect("JSON payload");
+            if let Some(test) = &self.test {
+                let user = payload["user"].as_str().unwrap_or_default();
+                // The test's users are its ids, or ids built around one of them.
+                let owned = owners()
+                    .get(test)
+                    .is_some_and(|ids| ids.iter().any(|id| user.contains(id.as_str())));
+                if !owned {
+                    continue;
+                }
+            }
+            return Some(Message {
+                channel: bytes(&parts[1]),
+                payload,
+                received,
+            });
+        }
     }
 
     /// Collects `count` messages, waiting at most `limit` in all.
