@@ -7,7 +7,7 @@ pub use crate::error::shown;
 use crate::error::Error;
 pub use crate::limits::*;
 use crate::listing::{self, Position};
-use crate::model::{Audience, Millis, Status};
+use crate::model::{Audience, Span, Status};
 
 pub type Parsed<T> = Result<T, Error>;
 
@@ -49,8 +49,8 @@ pub fn integer_in(
 }
 
 /// A device TTL in milliseconds.
-pub fn ttl(value: &[u8]) -> Parsed<Millis> {
-    integer_in("TTL", value, (MIN_TTL, MAX_TTL), "milliseconds")
+pub fn ttl(value: &[u8]) -> Parsed<Span> {
+    integer_in("TTL", value, (MIN_TTL, MAX_TTL), "milliseconds").map(Span)
 }
 
 /// Device metadata: a JSON object of at most [`MAX_META_LEN`] bytes, kept as given.
@@ -128,7 +128,7 @@ pub fn scope(value: &[u8]) -> Parsed<&[u8]> {
 pub struct Online<'a> {
     pub user: &'a [u8],
     pub device: &'a [u8],
-    pub ttl: Option<Millis>,
+    pub ttl: Option<Span>,
     pub meta: Option<String>,
     /// `None`: the user keeps the scopes they have.
     pub scopes: Option<Vec<Vec<u8>>>,
@@ -178,7 +178,7 @@ pub fn online<'a>(args: &[&'a [u8]]) -> Parsed<Online<'a>> {
 pub struct Heartbeat<'a> {
     pub user: &'a [u8],
     pub device: &'a [u8],
-    pub ttl: Option<Millis>,
+    pub ttl: Option<Span>,
     pub active: bool,
     pub meta: Option<String>,
 }
@@ -270,7 +270,7 @@ pub struct SetStatus<'a> {
     /// `None` for `auto`.
     pub status: Option<Status>,
     pub message: Option<String>,
-    pub duration: Option<Millis>,
+    pub duration: Option<Span>,
 }
 
 pub fn set_status<'a>(args: &[&'a [u8]]) -> Parsed<SetStatus<'a>> {
@@ -305,7 +305,10 @@ pub fn set_status<'a>(args: &[&'a [u8]]) -> Parsed<SetStatus<'a>> {
                 let text = std::str::from_utf8(value).map_err(|_| Error::MessageNotText)?;
                 parsed.message = Some(text.to_owned());
             }
-            _ => parsed.duration = Some(integer_in("FOR", value, (1, MAX_FOR), "milliseconds")?),
+            _ => {
+                let ms = integer_in("FOR", value, (1, MAX_FOR), "milliseconds")?;
+                parsed.duration = Some(Span(ms));
+            }
         }
     }
     Ok(parsed)
@@ -632,8 +635,8 @@ mod tests {
 
     #[test]
     fn ttl_bounds() {
-        assert_eq!(ttl(b"100"), Ok(100));
-        assert_eq!(ttl(b"604800000"), Ok(604_800_000));
+        assert_eq!(ttl(b"100"), Ok(Span(100)));
+        assert_eq!(ttl(b"604800000"), Ok(Span(604_800_000)));
         for bad in [
             &b"99"[..],
             b"604800001",
@@ -666,7 +669,7 @@ mod tests {
     fn online_options_in_any_order_and_case() {
         let args: Vec<&[u8]> = vec![b"u", b"d", b"meta", b"{}", b"ttl", b"500"];
         let parsed = online(&args).unwrap();
-        assert_eq!(parsed.ttl, Some(500));
+        assert_eq!(parsed.ttl, Some(Span(500)));
         assert_eq!(parsed.meta.as_deref(), Some("{}"));
         let plain = online(&[b"u", b"d"]).unwrap();
         assert_eq!((plain.ttl, plain.meta), (None, None));
@@ -675,7 +678,7 @@ mod tests {
     #[test]
     fn online_takes_scopes_last() {
         let parsed = online(&[b"u", b"d", b"TTL", b"500", b"scope", b"z1", b"TTL"]).unwrap();
-        assert_eq!(parsed.ttl, Some(500));
+        assert_eq!(parsed.ttl, Some(Span(500)));
         assert_eq!(parsed.scopes, Some(vec![b"z1".to_vec(), b"TTL".to_vec()]));
         assert_eq!(online(&[b"u", b"d"]).unwrap().scopes, None);
         assert_eq!(
@@ -769,9 +772,9 @@ mod tests {
     fn heartbeat_takes_active_anywhere_among_its_options() {
         assert!(heartbeat(&[b"u", b"d", b"active"]).unwrap().active);
         let h = heartbeat(&[b"u", b"d", b"TTL", b"500", b"ACTIVE"]).unwrap();
-        assert_eq!((h.ttl, h.active), (Some(500), true));
+        assert_eq!((h.ttl, h.active), (Some(Span(500)), true));
         let h = heartbeat(&[b"u", b"d", b"ACTIVE", b"TTL", b"500"]).unwrap();
-        assert_eq!((h.ttl, h.active), (Some(500), true));
+        assert_eq!((h.ttl, h.active), (Some(Span(500)), true));
         assert!(!heartbeat(&[b"u", b"d"]).unwrap().active);
         assert_eq!(
             err(heartbeat(&[b"u", b"d", b"ACTIVE", b"ACTIVE"])),
@@ -784,7 +787,7 @@ mod tests {
         let s = set_status(&[b"u", b"DND", b"MESSAGE", b"In a meeting", b"FOR", b"60000"]).unwrap();
         assert_eq!(s.status, Some(Status::Dnd));
         assert_eq!(s.message.as_deref(), Some("In a meeting"));
-        assert_eq!(s.duration, Some(60000));
+        assert_eq!(s.duration, Some(Span(60000)));
         assert_eq!(set_status(&[b"u", b"auto"]).unwrap().status, None);
         assert!(err(set_status(&[b"u", b"offline"])).contains("offline cannot be set"));
         assert!(err(set_status(&[b"u", b"sleeping"])).contains("unknown status 'sleeping'"));

@@ -28,7 +28,7 @@
 //! edited by hand never makes a command fail.
 
 use crate::args::MAX_TTL;
-use crate::model::{Device, Leaving, Manual, Millis, Reason, Record, Status};
+use crate::model::{Device, Leaving, Manual, Millis, Reason, Record, Span, Status};
 use std::collections::BTreeMap;
 
 pub const SINCE: &[u8] = b"since";
@@ -61,7 +61,7 @@ fn parse_millis(value: &[u8]) -> Option<Millis> {
 }
 
 /// The value of a device's `dev:` field.
-pub fn device_value(connected_at: Millis, ttl: Millis, order: u64) -> Vec<u8> {
+pub fn device_value(connected_at: Millis, Span(ttl): Span, order: u64) -> Vec<u8> {
     if order == 0 {
         format!("{connected_at}:{ttl}").into_bytes()
     } else {
@@ -70,7 +70,7 @@ pub fn device_value(connected_at: Millis, ttl: Millis, order: u64) -> Vec<u8> {
 }
 
 /// `(connected_at, ttl, order)` from a device's `dev:` field.
-pub fn parse_device_value(value: &[u8]) -> Option<(Millis, Millis, u64)> {
+pub fn parse_device_value(value: &[u8]) -> Option<(Millis, Span, u64)> {
     let mut parts = value.split(|&b| b == b':');
     let connected_at = parse_millis(parts.next()?)?;
     let ttl = parse_millis(parts.next()?)?;
@@ -81,7 +81,7 @@ pub fn parse_device_value(value: &[u8]) -> Option<(Millis, Millis, u64)> {
     if parts.next().is_some() || ttl <= 0 {
         return None;
     }
-    Some((connected_at, ttl, order))
+    Some((connected_at, Span(ttl), order))
 }
 
 fn parse_leaving(value: &[u8]) -> Option<Leaving> {
@@ -114,7 +114,7 @@ pub struct Decoder {
     manual: Option<Status>,
     message: Option<String>,
     manual_until: Option<Millis>,
-    devices: Vec<(Vec<u8>, Millis, Millis, u64)>,
+    devices: Vec<(Vec<u8>, Millis, Span, u64)>,
     metas: Vec<(Vec<u8>, String)>,
     contexts: Vec<(Vec<u8>, Vec<u8>)>,
     with_meta: bool,
@@ -196,16 +196,14 @@ impl Decoder {
             let mut device = match deadline(&id) {
                 // No heartbeat sets a deadline further than its TTL ahead (with a margin of the
                 // longest TTL for clocks that differ: another node's, a step).
-                Some(deadline) if deadline <= now.saturating_add(ttl).saturating_add(MAX_TTL) => {
-                    Device {
-                        connected_at,
-                        last_heartbeat: deadline.saturating_sub(ttl),
-                        ttl,
-                        meta: None,
-                        context: None,
-                        order,
-                    }
-                }
+                Some(deadline) if deadline <= ttl.after(now).saturating_add(MAX_TTL) => Device {
+                    connected_at,
+                    last_heartbeat: ttl.before(deadline),
+                    ttl,
+                    meta: None,
+                    context: None,
+                    order,
+                },
                 _ => lost_device(connected_at, ttl, now),
             };
             device.order = order;
@@ -244,16 +242,13 @@ impl Decoder {
 /// known to have been there is when it connected: it counts as timed out then, `ttl` later, or at
 /// `now` if that is sooner, so reads show it gone and the next write of the user (the sweep's
 /// reconciliation makes one) announces its timeout and drops what is left of it.
-pub fn lost_device(connected_at: Millis, ttl: Millis, now: Millis) -> Device {
+pub fn lost_device(connected_at: Millis, ttl: Span, now: Millis) -> Device {
     let last_heartbeat = connected_at.min(now);
-    let deadline = connected_at
-        .saturating_add(ttl)
-        .min(now)
-        .max(last_heartbeat);
+    let deadline = ttl.after(connected_at).min(now).max(last_heartbeat);
     Device {
         connected_at,
         last_heartbeat,
-        ttl: deadline.saturating_sub(last_heartbeat),
+        ttl: Span(deadline.saturating_sub(last_heartbeat)),
         meta: None,
         context: None,
         order: 0,
@@ -428,14 +423,15 @@ mod tests {
         let mut r = Presence::default();
         r.connect(
             b"phone",
-            1000,
+            Span(1000),
             Some("{\"os\":\"ios\"}".into()),
             None,
             100,
             8,
         )
         .unwrap();
-        r.connect(b"a:b\0\xff", 2000, None, None, 200, 8).unwrap();
+        r.connect(b"a:b\0\xff", Span(2000), None, None, 200, 8)
+            .unwrap();
         r.set_context(b"phone", Some(b"chat\0:1".to_vec()));
         r.set_scopes(vec![b"zone:1".to_vec(), b"org\0".to_vec()]);
         r.last_seen = Some(50);
@@ -461,7 +457,7 @@ mod tests {
     #[test]
     fn records_round_trip() {
         let mut r = sample();
-        r.heartbeat(b"phone", Some(700), None, 1000, 450, 8)
+        r.heartbeat(b"phone", Some(Span(700)), None, Span(1000), 450, 8)
             .unwrap();
         assert_eq!(round_trip(&r), r.record);
         assert_eq!(round_trip(&Record::default()), Record::default());
@@ -470,7 +466,7 @@ mod tests {
     #[test]
     fn implied_fields_are_left_out_and_read_back() {
         let mut r = Presence::default();
-        r.connect(b"d", 1000, None, None, 100, 8).unwrap();
+        r.connect(b"d", Span(1000), None, None, 100, 8).unwrap();
         let fields = encode(&r);
         assert!(!fields.contains_key(STATUS), "online with a device");
         assert!(!fields.contains_key(LAST_ACTIVE), "active since connecting");
@@ -487,10 +483,12 @@ mod tests {
         assert_eq!(round_trip(&never), never);
         // Within a grace period the status is kept with no device.
         let mut leaving = Presence::with_rules(Rules {
-            grace: 500,
+            grace: Span(500),
             ..Rules::default()
         });
-        leaving.connect(b"d", 1000, None, None, 100, 8).unwrap();
+        leaving
+            .connect(b"d", Span(1000), None, None, 100, 8)
+            .unwrap();
         leaving.disconnect(b"d", 200);
         assert_eq!(encode(&leaving)[STATUS], b"online");
         let back = round_trip(&leaving);
@@ -563,7 +561,10 @@ mod tests {
         assert_eq!(r.since, None);
         assert_eq!(r.devices.len(), 2);
         let ok = &r.devices[b"ok".as_slice()];
-        assert_eq!((ok.connected_at, ok.last_heartbeat, ok.ttl), (1, 7, 3));
+        assert_eq!(
+            (ok.connected_at, ok.last_heartbeat, ok.ttl),
+            (1, 7, Span(3))
+        );
         // A device missing from the index timed out when it may first have left.
         let lost = &r.devices[b"unindexed".as_slice()];
         assert_eq!((lost.last_heartbeat, lost.deadline()), (1, 3));
@@ -581,7 +582,7 @@ mod tests {
         assert_eq!((new.last_heartbeat, new.deadline()), (900, 1000));
         assert_eq!(r.live_count(1000), 0);
         // One that connected "in the future" is gone now too.
-        let d = lost_device(5000, 1000, 1000);
+        let d = lost_device(5000, Span(1000), 1000);
         assert_eq!((d.last_heartbeat, d.deadline()), (1000, 1000));
     }
 
@@ -589,7 +590,9 @@ mod tests {
     fn changes_touch_only_what_changed() {
         let before = sample();
         let mut after = before.clone();
-        after.heartbeat(b"phone", None, None, 1000, 300, 8).unwrap();
+        after
+            .heartbeat(b"phone", None, None, Span(1000), 300, 8)
+            .unwrap();
         let c = changes(&before, &after);
         // A heartbeat moves the deadline and nothing else.
         assert!(c.set.is_empty() && c.delete.is_empty() && c.due_delete.is_empty());
@@ -630,10 +633,10 @@ mod tests {
     #[test]
     fn a_departure_in_grace_round_trips() {
         let mut r = Presence::with_rules(Rules {
-            grace: 1000,
+            grace: Span(1000),
             ..Rules::default()
         });
-        r.connect(b"d:1", 5000, None, None, 0, 8).unwrap();
+        r.connect(b"d:1", Span(5000), None, None, 0, 8).unwrap();
         r.disconnect(b"d:1", 100);
         assert_eq!(encode(&r)[&b"leaving".to_vec()], b"100:disconnect:d:1");
         let back = round_trip(&r);

@@ -4,7 +4,7 @@
 
 use crate::args::{MAX_FOR, MAX_TTL, MIN_TTL};
 use crate::error::Error;
-use crate::model::Millis;
+use crate::model::{Millis, Span};
 use redis_module::configuration::{ConfigurationContext, ConfigurationValue};
 use redis_module::{RedisError, RedisString};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -271,12 +271,12 @@ impl ConfigurationValue<RedisString> for StringSetting {
     }
 }
 
-pub fn grace() -> Millis {
-    GRACE.get()
+pub fn grace() -> Span {
+    Span(GRACE.get())
 }
 
-pub fn away_after() -> Millis {
-    AWAY_AFTER.get()
+pub fn away_after() -> Span {
+    Span(AWAY_AFTER.get())
 }
 
 pub fn sweep_interval() -> Millis {
@@ -322,12 +322,12 @@ pub fn default_privacy() -> crate::model::Privacy {
     }
 }
 
-pub fn timeout() -> Millis {
-    TIMEOUT.get()
+pub fn timeout() -> Span {
+    Span(TIMEOUT.get())
 }
 
-pub fn retention() -> Millis {
-    RETENTION.get()
+pub fn retention() -> Span {
+    Span(RETENTION.get())
 }
 
 pub fn max_devices() -> usize {

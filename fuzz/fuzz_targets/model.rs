@@ -7,7 +7,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use presence::listing::{self, Position};
-use presence::model::{self, Manual, Presence, Rules, Status};
+use presence::model::{self, Manual, Presence, Rules, Span, Status};
 use presence::{args, codec};
 
 fn parsing(data: &[u8]) {
@@ -33,7 +33,7 @@ fn parsing(data: &[u8]) {
     let _ = args::count(&argv);
     for arg in &argv {
         if let Ok(ttl) = args::ttl(arg) {
-            assert!((args::MIN_TTL..=args::MAX_TTL).contains(&ttl));
+            assert!((args::MIN_TTL..=args::MAX_TTL).contains(&ttl.0));
         }
         if let Ok(meta) = args::meta(arg) {
             assert!(meta.len() <= args::MAX_META_LEN);
@@ -107,8 +107,8 @@ fn listing_pages(data: &[u8]) {
 fn model(data: &[u8]) {
     let mut record = Presence::with_rules(Rules {
         device_events: data.first().is_some_and(|b| b & 1 == 1),
-        away_after: data.get(1).map_or(0, |b| i64::from(*b) * 13),
-        grace: data.get(2).map_or(0, |b| i64::from(*b % 4) * 200),
+        away_after: Span(data.get(1).map_or(0, |b| i64::from(*b) * 13)),
+        grace: Span(data.get(2).map_or(0, |b| i64::from(*b % 4) * 200)),
         manual_ends_offline: data.first().is_some_and(|b| b & 2 == 2),
         activity_ends_away: data.first().is_some_and(|b| b & 4 == 4),
     });
@@ -126,7 +126,7 @@ fn model(data: &[u8]) {
         assert_eq!(settled.view(now), view, "settling changed a read");
         record = settled;
 
-        let ttl = 100 + jump * 3;
+        let ttl = Span(100 + jump * 3);
         match op {
             0 => {
                 let _ = record.connect(&device, ttl, None, None, now, 3);
@@ -136,7 +136,8 @@ fn model(data: &[u8]) {
                 let _ = record.connect(&device, ttl, Some("{\"m\":1}".into()), scopes, now, 3);
             }
             2 | 3 => {
-                let _ = record.heartbeat(&device, (op == 3).then_some(ttl), None, 250, now, 3);
+                let _ =
+                    record.heartbeat(&device, (op == 3).then_some(ttl), None, Span(250), now, 3);
             }
             4 => {
                 let _ = record.disconnect(&device, now);
@@ -166,7 +167,10 @@ fn model(data: &[u8]) {
         for event in &record.take_events() {
             // The first from the time (model::next_seq), then one more each.
             let expected = model::next_seq(last_seq, event.ts);
-            assert_eq!(event.seq, expected, "seq must start from the time, then grow by one");
+            assert_eq!(
+                event.seq, expected,
+                "seq must start from the time, then grow by one"
+            );
             last_seq = event.seq;
         }
         assert!(record.devices.len() <= 3);

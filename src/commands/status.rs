@@ -16,7 +16,7 @@ pub fn status(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let manual = cmd.status.map(|status| Manual {
         status,
         message: cmd.message,
-        until: cmd.duration.map(|ms| now.saturating_add(ms)),
+        until: cmd.duration.map(|duration| duration.after(now)),
     });
     write.presence.set_manual(manual, now);
     write.commit(ctx);

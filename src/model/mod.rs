@@ -17,8 +17,32 @@ pub use presence::{Presence, Rules};
 
 use std::collections::BTreeMap;
 
-/// Milliseconds since the Unix epoch, or a duration in milliseconds.
+/// An instant: milliseconds since the Unix epoch.
 pub type Millis = i64;
+
+/// A length of time in milliseconds (a TTL, a period), a type apart from the instants it is added
+/// to, so that one cannot be passed where the other is expected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Span(pub i64);
+
+impl Span {
+    pub const ZERO: Span = Span(0);
+
+    /// The instant this long after `at` (saturating).
+    pub fn after(self, at: Millis) -> Millis {
+        at.saturating_add(self.0)
+    }
+
+    /// The instant this long before `at` (saturating).
+    pub fn before(self, at: Millis) -> Millis {
+        at.saturating_sub(self.0)
+    }
+
+    /// Whether it is a length at all (0 or less turns a period off).
+    pub fn is_positive(self) -> bool {
+        self.0 > 0
+    }
+}
 
 /// One connected device of a user.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,7 +50,7 @@ pub struct Device {
     pub connected_at: Millis,
     pub last_heartbeat: Millis,
     /// The TTL the device was registered or last refreshed with.
-    pub ttl: Millis,
+    pub ttl: Span,
     /// Application metadata: the text of a JSON object.
     pub meta: Option<String>,
     /// The conversation or screen the device has open (PRESENCE.CONTEXT).
@@ -39,7 +63,7 @@ pub struct Device {
 impl Device {
     /// The moment the device stops counting as connected.
     pub fn deadline(&self) -> Millis {
-        self.last_heartbeat.saturating_add(self.ttl)
+        self.ttl.after(self.last_heartbeat)
     }
 
     pub fn is_live(&self, now: Millis) -> bool {
@@ -427,11 +451,11 @@ impl Record {
     /// When the whole record may disappear: `retention` after the user went offline (or, for a
     /// record that only holds settings, after `now`). `None` while devices are connected, and
     /// always with a `retention` of 0 (kept forever).
-    pub fn expires_at(&self, retention: Millis, now: Millis) -> Option<Millis> {
-        if !self.devices.is_empty() || retention == 0 {
+    pub fn expires_at(&self, retention: Span, now: Millis) -> Option<Millis> {
+        if !self.devices.is_empty() || retention == Span::ZERO {
             return None;
         }
         let base = self.last_seen.or(self.since).unwrap_or(now);
-        Some(base.saturating_add(retention))
+        Some(retention.after(base))
     }
 }

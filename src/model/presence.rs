@@ -1,7 +1,7 @@
 //! How commands and time change a user's record, under the settings that decide it.
 
 use super::{
-    Device, Event, Leaving, Manual, Millis, Privacy, Reason, Record, Refusal, Status, View,
+    Device, Event, Leaving, Manual, Millis, Privacy, Reason, Record, Refusal, Span, Status, View,
 };
 use std::borrow::Cow;
 use std::ops::{Deref, DerefMut};
@@ -12,9 +12,9 @@ pub struct Rules {
     /// Whether changes of a user who stays online (a device joins or leaves) are announced too.
     pub device_events: bool,
     /// After how long without activity a connected user is away (0: never).
-    pub away_after: Millis,
+    pub away_after: Span,
     /// How long the offline transition waits after the last device left (flap suppression).
-    pub grace: Millis,
+    pub grace: Span,
     /// Whether a manual status ends when the user goes offline (else it is kept for the next
     /// session).
     pub manual_ends_offline: bool,
@@ -75,11 +75,12 @@ impl Presence {
 
     /// The moment an active, connected user with no manual status goes idle.
     fn idle_at(&self) -> Option<Millis> {
-        if self.rules.away_after <= 0 || self.manual.is_some() || self.devices.is_empty() {
+        if !self.rules.away_after.is_positive() || self.manual.is_some() || self.devices.is_empty()
+        {
             return None;
         }
         self.last_active
-            .map(|active| active.saturating_add(self.rules.away_after))
+            .map(|active| self.rules.away_after.after(active))
     }
     /// The status of a settled record at `now`: offline without a device, else the manual status,
     /// else away once idle, else online.
@@ -100,9 +101,7 @@ impl Presence {
     }
     /// When the grace period of the last device's departure ends.
     fn grace_ends(&self) -> Option<Millis> {
-        self.leaving
-            .as_ref()
-            .map(|l| l.at.saturating_add(self.rules.grace))
+        self.leaving.as_ref().map(|l| self.rules.grace.after(l.at))
     }
     /// The next moment something changes with time: a device's deadline, going idle, or the
     /// user's own timer.
@@ -249,7 +248,7 @@ impl Presence {
     pub fn connect(
         &mut self,
         device: &[u8],
-        ttl: Millis,
+        ttl: Span,
         meta: Option<String>,
         scopes: Option<Vec<Vec<u8>>>,
         now: Millis,
@@ -306,9 +305,9 @@ impl Presence {
     pub fn heartbeat(
         &mut self,
         device: &[u8],
-        ttl: Option<Millis>,
+        ttl: Option<Span>,
         meta: Option<String>,
-        default_ttl: Millis,
+        default_ttl: Span,
         now: Millis,
         max_devices: usize,
     ) -> Result<bool, Refusal> {
@@ -340,7 +339,7 @@ impl Presence {
         let device_back = Device {
             connected_at: at,
             last_heartbeat: at,
-            ttl: 0,
+            ttl: Span::ZERO,
             meta: None,
             context: None,
             order: 0,
@@ -360,7 +359,10 @@ impl Presence {
     /// A device left at `at`: when it was the last and a grace period applies, the offline
     /// transition waits for it to end.
     fn left(&mut self, reason: Reason, device: &[u8], at: Millis) {
-        if self.devices.is_empty() && self.rules.grace > 0 && self.status != Status::Offline {
+        if self.devices.is_empty()
+            && self.rules.grace.is_positive()
+            && self.status != Status::Offline
+        {
             self.leaving = Some(Leaving {
                 at,
                 reason,

@@ -2,7 +2,7 @@
 
 use super::*;
 
-const TTL: Millis = 1000;
+const TTL: Span = Span(1000);
 const MAX: usize = 32;
 
 fn online(record: &mut Presence, device: &[u8], now: Millis) -> usize {
@@ -56,9 +56,12 @@ fn refreshing_keeps_connected_at_and_meta_unless_replaced() {
     let mut r = Presence::default();
     r.connect(b"d", TTL, Some("{\"a\":1}".into()), None, 100, MAX)
         .unwrap();
-    assert_eq!(r.connect(b"d", 5000, None, None, 300, MAX), Ok(1));
+    assert_eq!(r.connect(b"d", Span(5000), None, None, 300, MAX), Ok(1));
     let d = &r.devices[&b"d".to_vec()];
-    assert_eq!((d.connected_at, d.last_heartbeat, d.ttl), (100, 300, 5000));
+    assert_eq!(
+        (d.connected_at, d.last_heartbeat, d.ttl),
+        (100, 300, Span(5000))
+    );
     assert_eq!(d.meta.as_deref(), Some("{\"a\":1}"));
     r.connect(b"d", TTL, Some("{}".into()), None, 400, MAX)
         .unwrap();
@@ -164,7 +167,7 @@ fn a_device_only_the_index_knows_is_announced_as_timed_out() {
     let mut r = Presence::default();
     online(&mut r, b"a", 100);
     r.lost(b"a", 50);
-    assert_eq!(r.devices[b"a".as_slice()].deadline(), 100 + TTL);
+    assert_eq!(r.devices[b"a".as_slice()].deadline(), TTL.after(100));
 }
 
 #[test]
@@ -174,7 +177,7 @@ fn settling_at_most_n_devices_stops_in_time_order() {
         ..Rules::default()
     });
     for (id, ttl) in [(&b"a"[..], 100), (b"b", 200), (b"c", 300)] {
-        r.connect(id, ttl, None, None, 0, MAX).unwrap();
+        r.connect(id, Span(ttl), None, None, 0, MAX).unwrap();
     }
     r.events.clear();
     assert_eq!(r.settle_at_most(1000, 2), 2);
@@ -192,7 +195,7 @@ fn device_events_announce_changes_of_a_user_who_stays_online() {
         ..Rules::default()
     });
     online(&mut r, b"a", 100);
-    r.connect(b"b", 5000, None, None, 200, MAX).unwrap();
+    r.connect(b"b", Span(5000), None, None, 200, MAX).unwrap();
     r.connect(b"a", TTL, None, None, 300, MAX).unwrap(); // a refresh is not a change
     r.settle(1300);
     r.disconnect(b"b", 1400);
@@ -213,8 +216,10 @@ fn several_timeouts_are_announced_in_deadline_order() {
         device_events: true,
         ..Rules::default()
     });
-    r.connect(b"late", 3000, None, None, 100, MAX).unwrap();
-    r.connect(b"early", 1000, None, None, 100, MAX).unwrap();
+    r.connect(b"late", Span(3000), None, None, 100, MAX)
+        .unwrap();
+    r.connect(b"early", Span(1000), None, None, 100, MAX)
+        .unwrap();
     r.events.clear();
     assert_eq!(r.settle(10_000), 2);
     assert_eq!(
@@ -254,10 +259,13 @@ fn settling_is_invisible_to_reads() {
 #[test]
 fn heartbeat_of_a_connected_device_keeps_its_ttl() {
     let mut r = Presence::default();
-    r.connect(b"d", 5000, None, None, 100, MAX).unwrap();
+    r.connect(b"d", Span(5000), None, None, 100, MAX).unwrap();
     assert_eq!(r.heartbeat(b"d", None, None, TTL, 200, MAX), Ok(true));
     assert_eq!(r.devices[&b"d".to_vec()].deadline(), 5200);
-    assert_eq!(r.heartbeat(b"d", Some(300), None, TTL, 250, MAX), Ok(true));
+    assert_eq!(
+        r.heartbeat(b"d", Some(Span(300)), None, TTL, 250, MAX),
+        Ok(true)
+    );
     assert_eq!(r.devices[&b"d".to_vec()].deadline(), 550);
 }
 
@@ -267,8 +275,11 @@ fn heartbeat_of_an_unknown_device_registers_it() {
     assert_eq!(r.heartbeat(b"d", None, None, TTL, 100, MAX), Ok(false));
     assert_eq!(r.view(150).status, Status::Online);
     assert_eq!(r.devices[&b"d".to_vec()].ttl, TTL);
-    assert_eq!(r.heartbeat(b"e", Some(700), None, TTL, 100, MAX), Ok(false));
-    assert_eq!(r.devices[&b"e".to_vec()].ttl, 700);
+    assert_eq!(
+        r.heartbeat(b"e", Some(Span(700)), None, TTL, 100, MAX),
+        Ok(false)
+    );
+    assert_eq!(r.devices[&b"e".to_vec()].ttl, Span(700));
 }
 
 #[test]
@@ -292,7 +303,7 @@ fn max_devices_refuses_new_devices_but_not_heartbeats() {
 #[test]
 fn expired_devices_do_not_count_toward_max_devices() {
     let mut r = Presence::default();
-    r.connect(b"a", 100, None, None, 0, 1).unwrap();
+    r.connect(b"a", Span(100), None, None, 0, 1).unwrap();
     r.settle(100);
     assert_eq!(r.connect(b"b", TTL, None, None, 100, 1), Ok(1));
 }
@@ -343,13 +354,17 @@ fn reconnecting_after_a_timeout_is_a_new_session() {
 #[test]
 fn the_record_expires_only_while_offline() {
     let mut r = Presence::default();
-    assert_eq!(r.expires_at(10, 5), Some(15), "a record of settings alone");
-    r.connect(b"a", 1000, None, None, 100, MAX).unwrap();
-    r.connect(b"b", 5000, None, None, 200, MAX).unwrap();
-    assert_eq!(r.expires_at(10, 250), None);
+    assert_eq!(
+        r.expires_at(Span(10), 5),
+        Some(15),
+        "a record of settings alone"
+    );
+    r.connect(b"a", Span(1000), None, None, 100, MAX).unwrap();
+    r.connect(b"b", Span(5000), None, None, 200, MAX).unwrap();
+    assert_eq!(r.expires_at(Span(10), 250), None);
     r.disconnect(b"a", 300);
     r.disconnect(b"b", 400);
-    assert_eq!(r.expires_at(10, 450), Some(410));
+    assert_eq!(r.expires_at(Span(10), 450), Some(410));
 }
 
 #[test]
@@ -357,7 +372,7 @@ fn huge_ttls_and_times_do_not_overflow() {
     let d = Device {
         connected_at: 0,
         last_heartbeat: Millis::MAX - 1,
-        ttl: Millis::MAX,
+        ttl: Span(Millis::MAX),
         meta: None,
         context: None,
         order: 0,
@@ -366,7 +381,7 @@ fn huge_ttls_and_times_do_not_overflow() {
     let mut r = Presence::default();
     r.devices.insert(b"d".to_vec(), d);
     r.settle(Millis::MAX);
-    assert_eq!(r.expires_at(Millis::MAX, 0), Some(Millis::MAX));
+    assert_eq!(r.expires_at(Span(Millis::MAX), 0), Some(Millis::MAX));
 }
 
 fn events(r: &mut Presence) -> Vec<(&'static str, &'static str, &'static str, Millis)> {
@@ -381,7 +396,7 @@ fn events(r: &mut Presence) -> Vec<(&'static str, &'static str, &'static str, Mi
 
 fn away_after(ms: Millis) -> Presence {
     Presence::with_rules(Rules {
-        away_after: ms,
+        away_after: Span(ms),
         ..Rules::default()
     })
 }
@@ -389,9 +404,10 @@ fn away_after(ms: Millis) -> Presence {
 #[test]
 fn a_connected_user_without_activity_goes_away_and_comes_back_with_activity() {
     let mut r = away_after(1000);
-    r.connect(b"d", 60_000, None, None, 0, MAX).unwrap();
+    r.connect(b"d", Span(60_000), None, None, 0, MAX).unwrap();
     // Heartbeats keep the connection but are not activity.
-    r.heartbeat(b"d", None, None, 60_000, 500, MAX).unwrap();
+    r.heartbeat(b"d", None, None, Span(60_000), 500, MAX)
+        .unwrap();
     assert_eq!(r.view(999).status, Status::Online);
     assert_eq!(r.view(1000).status, Status::Away);
     assert_eq!(r.view(1000).since, Some(1000));
@@ -415,16 +431,17 @@ fn a_connected_user_without_activity_goes_away_and_comes_back_with_activity() {
 #[test]
 fn connecting_again_is_activity() {
     let mut r = away_after(1000);
-    r.connect(b"d", 60_000, None, None, 0, MAX).unwrap();
+    r.connect(b"d", Span(60_000), None, None, 0, MAX).unwrap();
     r.settle(1200);
-    r.connect(b"d", 60_000, None, None, 1200, MAX).unwrap();
+    r.connect(b"d", Span(60_000), None, None, 1200, MAX)
+        .unwrap();
     assert_eq!(events(&mut r)[2], ("online", "away", "active", 1200));
 }
 
 #[test]
 fn a_manual_status_wins_over_auto_away_and_ends_on_its_own() {
     let mut r = away_after(1000);
-    r.connect(b"d", 60_000, None, None, 0, MAX).unwrap();
+    r.connect(b"d", Span(60_000), None, None, 0, MAX).unwrap();
     let busy = Manual {
         status: Status::Busy,
         message: Some("In a meeting".into()),
@@ -463,7 +480,7 @@ fn a_manual_status_is_kept_while_offline_and_applies_on_return() {
     );
     assert_eq!(r.view(10).status, Status::Offline);
     assert!(r.view(10).manual);
-    r.connect(b"d", 1000, None, None, 100, MAX).unwrap();
+    r.connect(b"d", Span(1000), None, None, 100, MAX).unwrap();
     assert_eq!(events(&mut r), vec![("dnd", "offline", "connect", 100)]);
     r.set_manual(None, 200);
     assert_eq!(events(&mut r), vec![("online", "dnd", "manual", 200)]);
@@ -475,14 +492,14 @@ fn invisible_looks_offline_to_everyone_else() {
         device_events: true,
         ..Rules::default()
     });
-    r.connect(b"a", 60_000, None, None, 0, MAX).unwrap();
+    r.connect(b"a", Span(60_000), None, None, 0, MAX).unwrap();
     let invisible = Manual {
         status: Status::Invisible,
         message: None,
         until: None,
     };
     r.set_manual(Some(invisible), 100);
-    r.connect(b"b", 60_000, None, None, 200, MAX).unwrap();
+    r.connect(b"b", Span(60_000), None, None, 200, MAX).unwrap();
     r.disconnect(b"b", 300);
     assert_eq!(
         events(&mut r),
@@ -499,7 +516,7 @@ fn invisible_looks_offline_to_everyone_else() {
         events(&mut r).is_empty(),
         "leaving while invisible changes nothing visible"
     );
-    r.connect(b"a", 60_000, None, None, 600, MAX).unwrap();
+    r.connect(b"a", Span(60_000), None, None, 600, MAX).unwrap();
     r.set_manual(None, 700);
     assert_eq!(events(&mut r), vec![("online", "offline", "manual", 700)]);
 }
@@ -507,7 +524,7 @@ fn invisible_looks_offline_to_everyone_else() {
 #[test]
 fn changes_that_came_with_time_are_announced_in_the_order_they_came() {
     let mut r = away_after(1000);
-    r.connect(b"d", 3000, None, None, 0, MAX).unwrap();
+    r.connect(b"d", Span(3000), None, None, 0, MAX).unwrap();
     r.settle(10_000);
     assert_eq!(
         events(&mut r),
@@ -528,7 +545,7 @@ fn changes_that_came_with_time_are_announced_in_the_order_they_came() {
 #[test]
 fn reads_agree_with_settling_at_every_moment() {
     let mut r = away_after(1000);
-    r.connect(b"a", 2500, None, None, 0, MAX).unwrap();
+    r.connect(b"a", Span(2500), None, None, 0, MAX).unwrap();
     r.set_manual(
         Some(Manual {
             status: Status::Away,
@@ -547,8 +564,8 @@ fn reads_agree_with_settling_at_every_moment() {
 #[test]
 fn a_context_belongs_to_a_connected_device_and_leaves_with_it() {
     let mut r = Presence::default();
-    r.connect(b"phone", 1000, None, None, 0, MAX).unwrap();
-    r.connect(b"web", 5000, None, None, 0, MAX).unwrap();
+    r.connect(b"phone", Span(1000), None, None, 0, MAX).unwrap();
+    r.connect(b"web", Span(5000), None, None, 0, MAX).unwrap();
     assert!(r.set_context(b"phone", Some(b"chat:42".to_vec())));
     assert!(!r.set_context(b"tablet", Some(b"chat:42".to_vec())));
     assert!(r.in_context(b"chat:42", 500));
@@ -564,7 +581,7 @@ fn a_context_belongs_to_a_connected_device_and_leaves_with_it() {
 
 fn with_grace(ms: Millis) -> Presence {
     Presence::with_rules(Rules {
-        grace: ms,
+        grace: Span(ms),
         ..Rules::default()
     })
 }
@@ -572,7 +589,7 @@ fn with_grace(ms: Millis) -> Presence {
 #[test]
 fn scopes_last_while_online_including_grace() {
     let mut r = with_grace(500);
-    r.connect(b"d", 60_000, None, None, 0, MAX).unwrap();
+    r.connect(b"d", Span(60_000), None, None, 0, MAX).unwrap();
     r.set_scopes(vec![b"b".to_vec(), b"a".to_vec(), b"b".to_vec()]);
     assert_eq!(r.scopes, vec![b"a".to_vec(), b"b".to_vec()]);
     assert_eq!(r.listed(), Some(0));
@@ -589,13 +606,13 @@ fn scopes_last_while_online_including_grace() {
 #[test]
 fn a_device_back_within_grace_publishes_nothing_and_keeps_since() {
     let mut r = with_grace(500);
-    r.connect(b"d", 60_000, None, None, 0, MAX).unwrap();
+    r.connect(b"d", Span(60_000), None, None, 0, MAX).unwrap();
     r.disconnect(b"d", 100);
     // Reads during the grace period show the user still online.
     assert_eq!(r.view(300).status, Status::Online);
     assert_eq!(r.user_timer(), Some(600));
     r.settle(400);
-    r.connect(b"d", 60_000, None, None, 400, MAX).unwrap();
+    r.connect(b"d", Span(60_000), None, None, 400, MAX).unwrap();
     assert_eq!(events(&mut r), vec![("online", "offline", "connect", 0)]);
     assert_eq!(r.view(2000).since, Some(0));
     assert!(r.leaving.is_none());
@@ -604,7 +621,7 @@ fn a_device_back_within_grace_publishes_nothing_and_keeps_since() {
 #[test]
 fn without_a_return_the_user_goes_offline_when_grace_ends() {
     let mut r = with_grace(500);
-    r.connect(b"d", 60_000, None, None, 0, MAX).unwrap();
+    r.connect(b"d", Span(60_000), None, None, 0, MAX).unwrap();
     r.disconnect(b"d", 100);
     assert_eq!(r.view(600).status, Status::Offline);
     r.settle(700);
@@ -624,7 +641,7 @@ fn without_a_return_the_user_goes_offline_when_grace_ends() {
 #[test]
 fn a_timeout_waits_for_grace_too() {
     let mut r = with_grace(500);
-    r.connect(b"d", 1000, None, None, 0, MAX).unwrap();
+    r.connect(b"d", Span(1000), None, None, 0, MAX).unwrap();
     r.settle(1200);
     assert_eq!(r.view(1200).status, Status::Online);
     r.settle(1600);
@@ -638,9 +655,9 @@ fn a_timeout_waits_for_grace_too() {
 #[test]
 fn privacy_rules_decide_what_another_user_sees() {
     let mut r = Presence::default();
-    r.connect(b"d", 60_000, None, None, 100, MAX).unwrap();
+    r.connect(b"d", Span(60_000), None, None, 100, MAX).unwrap();
     r.disconnect(b"d", 200);
-    r.connect(b"d", 60_000, None, None, 300, MAX).unwrap();
+    r.connect(b"d", Span(60_000), None, None, 300, MAX).unwrap();
     let everyone = Privacy::default();
     let contacts_only = Privacy {
         online: Audience::Contacts,
@@ -668,14 +685,15 @@ fn privacy_rules_decide_what_another_user_sees() {
 #[test]
 fn others_see_an_invisible_user_as_they_were_when_they_went_invisible() {
     let mut r = Presence::default();
-    r.connect(b"d", 60_000, None, None, 100, MAX).unwrap();
+    r.connect(b"d", Span(60_000), None, None, 100, MAX).unwrap();
     let invisible = Manual {
         status: Status::Invisible,
         message: None,
         until: None,
     };
     r.set_manual(Some(invisible), 500);
-    r.heartbeat(b"d", None, None, 60_000, 900, MAX).unwrap();
+    r.heartbeat(b"d", None, None, Span(60_000), 900, MAX)
+        .unwrap();
     let seen = r.view_for(1000, Privacy::default(), true);
     assert_eq!(
         (seen.status, seen.devices, seen.last_seen),
@@ -780,7 +798,7 @@ fn a_manual_status_ends_with_the_session_under_that_rule() {
     r.set_manual(manual(Status::Busy, None), 250);
     online(&mut r, b"phone", 300);
     assert_eq!(r.view(300).status, Status::Busy);
-    r.settle(300 + TTL);
+    r.settle(TTL.after(300));
     assert_eq!(r.manual, None);
     // Kept across sessions by default.
     let mut kept = Presence::default();
@@ -827,8 +845,8 @@ fn last_seen_follows_activity_and_names_the_device_that_left() {
     r.activity(600);
     assert_eq!(r.view(700).last_seen, Some(600));
     // Timed out after its last heartbeat (100) but active later: seen last at 600.
-    r.settle(100 + TTL);
-    let view = r.view(100 + TTL);
+    r.settle(TTL.after(100));
+    let view = r.view(TTL.after(100));
     assert_eq!((view.status, view.last_seen), (Status::Offline, Some(600)));
     assert_eq!(view.last_device.as_deref(), Some(&b"phone"[..]));
     online(&mut r, b"laptop", 2000);

@@ -49,8 +49,8 @@ pub fn set(
     if let (None, Some(active)) = (scope, score) {
         // The user may go idle `away-after` from this activity: the sweep looks then.
         let away_after = config::away_after();
-        if away_after > 0 {
-            deadlines::note(slot, active.saturating_add(away_after));
+        if away_after.is_positive() {
+            deadlines::note(slot, away_after.after(active));
         }
     }
     true

@@ -4,7 +4,7 @@
 use super::effect::{self, Effect};
 use super::{listings, now, vanished};
 use crate::codec::{self, Changes};
-use crate::model::{Millis, Presence, Record, Rules};
+use crate::model::{Millis, Presence, Record, Rules, Span};
 use crate::server::Key;
 use crate::{config, deadlines, events, keys, stats};
 use redis_module::{raw, Context, RedisError};
@@ -91,7 +91,7 @@ pub fn heartbeat_connected(
     ctx: &Context,
     user: &[u8],
     device: &[u8],
-    new_ttl: Option<Millis>,
+    new_ttl: Option<Span>,
 ) -> Result<bool, RedisError> {
     effect::check_writable(ctx)?;
     let keys = UserKeys::open(ctx, user, false, true)?;
@@ -111,7 +111,7 @@ pub fn heartbeat_connected(
         Some(deadline) if (deadline as Millis) > now => {}
         _ => return Ok(false),
     }
-    let deadline = now.saturating_add(ttl);
+    let deadline = ttl.after(now);
     effect::apply(ctx, &keys.due, Effect::ZAdd(&[(deadline, member)]));
     Ok(true)
 }

@@ -5,7 +5,7 @@
 use crate::deadlines::Hints;
 use crate::keys::SLOTS;
 use crate::listing::Position;
-use crate::model::Millis;
+use crate::model::{Millis, Span};
 use crate::store::index::DueEntry;
 use std::time::Instant;
 
@@ -104,7 +104,7 @@ impl Schedule {
         keyspace: &mut impl Keyspace,
         hints: &Hints,
         now: Millis,
-        away_after: Millis,
+        away_after: Span,
         limits: &Limits,
     ) -> Outcome {
         let first = self.cursor % SLOTS;
@@ -146,7 +146,7 @@ impl Schedule {
         keyspace: &mut impl Keyspace,
         slot: u16,
         now: Millis,
-        away_after: Millis,
+        away_after: Span,
         limits: &Limits,
         mut spent: usize,
     ) -> Visit {
@@ -177,8 +177,8 @@ impl Schedule {
                 }
             }
         }
-        let idle_next = if away_after > 0 {
-            let until = now.saturating_sub(away_after);
+        let idle_next = if away_after.is_positive() {
+            let until = away_after.before(now);
             loop {
                 if limits.reached(spent) {
                     return stopped(spent, removed);
@@ -203,7 +203,7 @@ impl Schedule {
             keyspace
                 .idle_candidates(slot, from.as_ref(), Millis::MAX, 1)
                 .first()
-                .map(|next| next.last_active.saturating_add(away_after))
+                .map(|next| away_after.after(next.last_active))
         } else {
             None
         };
@@ -309,7 +309,7 @@ mod tests {
             .insert(3, vec![(100, b"a".to_vec()), (900, b"b".to_vec())]);
         keys.due.insert(4000, vec![(50, b"c".to_vec())]);
         let (hints, mut schedule) = (hints(), Schedule::default());
-        let outcome = schedule.run(&mut keys, &hints, 500, 0, &limits(1000));
+        let outcome = schedule.run(&mut keys, &hints, 500, Span(0), &limits(1000));
         assert_eq!(outcome.removed, 2);
         assert!(!outcome.backlog);
         assert_eq!(
@@ -334,7 +334,7 @@ mod tests {
         }
         let (hints, mut schedule) = (hints(), Schedule::default());
         schedule.cursor = 10;
-        let first = schedule.run(&mut keys, &hints, 100, 0, &limits(6));
+        let first = schedule.run(&mut keys, &hints, 100, Span(0), &limits(6));
         assert_eq!((first.removed, first.backlog), (6, true));
         assert_eq!(
             keys.reconciled, 0,
@@ -342,7 +342,7 @@ mod tests {
         );
         assert_eq!(keys.due[&11].len(), 2);
         keys.reads.clear();
-        let second = schedule.run(&mut keys, &hints, 100, 0, &limits(7));
+        let second = schedule.run(&mut keys, &hints, 100, Span(0), &limits(7));
         assert_eq!((second.removed, second.backlog), (6, false));
         assert_eq!(
             keys.reads.first(),
@@ -356,18 +356,18 @@ mod tests {
     fn slots_whose_hint_says_nothing_is_due_are_read_only_in_rotation() {
         let mut keys = Keys::default();
         let (hints, mut schedule) = (hints(), Schedule::default());
-        schedule.run(&mut keys, &hints, 100, 0, &limits(1000));
+        schedule.run(&mut keys, &hints, 100, Span(0), &limits(1000));
         assert_eq!(
             keys.reads.len(),
             SLOTS,
             "unknown hints: every slot is read once"
         );
         keys.reads.clear();
-        schedule.run(&mut keys, &hints, 100, 0, &limits(1000));
+        schedule.run(&mut keys, &hints, 100, Span(0), &limits(1000));
         assert_eq!(keys.reads.len(), REFRESH_PER_RUN, "then only the rotation");
         hints.note(9000, 150);
         keys.reads.clear();
-        schedule.run(&mut keys, &hints, 200, 0, &limits(1000));
+        schedule.run(&mut keys, &hints, 200, Span(0), &limits(1000));
         assert!(
             keys.reads.contains(&9000),
             "a noted deadline brings its slot in"
@@ -385,18 +385,18 @@ mod tests {
         keys.listed
             .insert(5, vec![at(100, "a"), at(200, "b"), at(900, "c")]);
         let (hints, mut schedule) = (hints(), Schedule::default());
-        schedule.run(&mut keys, &hints, 700, 500, &limits(1000));
+        schedule.run(&mut keys, &hints, 700, Span(500), &limits(1000));
         assert_eq!(keys.settled_users, vec![b"a".to_vec(), b"b".to_vec()]);
         assert!(
             hints.nothing_due(5, 1399) && !hints.nothing_due(5, 1400),
             "the next user may go idle at 900 + 500"
         );
         keys.settled_users.clear();
-        schedule.run(&mut keys, &hints, 1000, 500, &limits(1000));
+        schedule.run(&mut keys, &hints, 1000, Span(500), &limits(1000));
         assert!(keys.settled_users.is_empty(), "not checked again");
         keys.listed
             .insert(5, vec![at(100, "a"), at(950, "b"), at(900, "c")]);
-        schedule.run(&mut keys, &hints, 1500, 500, &limits(1000));
+        schedule.run(&mut keys, &hints, 1500, Span(500), &limits(1000));
         assert_eq!(keys.settled_users, vec![b"c".to_vec(), b"b".to_vec()]);
     }
 }
