@@ -496,7 +496,7 @@ pub fn bulk_parts<'a>(args: &[&'a [u8]]) -> BulkParts<'a> {
     }
     // The trailing clauses, each at most once, with at least one user before them.
     for _ in 0..2 {
-        let users = &args[parts.users.clone()];
+        let users = args.get(parts.users.clone()).unwrap_or_default();
         match users {
             [_, .., last] if !parts.with_device && is(last, "WITHDEVICE") => {
                 parts.with_device = true;
