@@ -55,7 +55,7 @@ const USERS: [&str; 6] = ["u0", "u1", "u2", "u3", "{t}u4", "u5"];
 /// A value that the module might read as a number, a list or an id, and often cannot.
 fn garbage(rng: &mut Rng) -> Vec<u8> {
     let now = epoch_ms();
-    match rng.below(16) {
+    match rng.below(18) {
         0 => Vec::new(),
         1 => b"-1".to_vec(),
         2 => b"999999999999999999999".to_vec(),
@@ -71,6 +71,9 @@ fn garbage(rng: &mut Rng) -> Vec<u8> {
         12 => b"away".to_vec(),
         13 => b"invisible".to_vec(),
         14 => (now + rng.below(10_000) as i64).to_string().into_bytes(),
+        // A device field with an order (the third part) that is huge, or no number.
+        15 => format!("{now}:1000:{}", u64::MAX).into_bytes(),
+        16 => format!("{now}:1000:-1").into_bytes(),
         _ => (0..rng.below(40)).map(|_| rng.next() as u8).collect(),
     }
 }
@@ -116,6 +119,7 @@ fn vandalism(rng: &mut Rng, con: &mut redis::Connection) -> Vec<Vec<u8>> {
         "manual_until",
         "last_active",
         "leaving",
+        "last_device",
         "dev:d0",
         "dev:d1",
         "meta:d0",
@@ -154,7 +158,7 @@ fn presence_call(rng: &mut Rng) -> Vec<Vec<u8>> {
     let user = rng.pick(&USERS).as_bytes().to_vec();
     let device = format!("d{}", rng.below(2)).into_bytes();
     let b = |s: &str| s.as_bytes().to_vec();
-    match rng.below(14) {
+    match rng.below(18) {
         0 | 1 => vec![
             b("PRESENCE.ONLINE"),
             user,
@@ -180,6 +184,28 @@ fn presence_call(rng: &mut Rng) -> Vec<Vec<u8>> {
         10 => vec![b("PRESENCE.LIST"), b("LIMIT"), b("5")],
         11 => vec![b("PRESENCE.COUNT"), b("SCOPE"), b("s")],
         12 => vec![b("PRESENCE.SWEEP")],
+        13 => vec![b("PRESENCE.FANOUT"), user, b("CONTACTS")],
+        // An event payload from a client: one the module could have published, or garbage.
+        14 => vec![
+            b("PRESENCE.FANOUT"),
+            user.clone(),
+            b("EVENT"),
+            match rng.below(2) {
+                0 => format!(
+                    r#"{{"user":"{}","status":"offline","prev":"online","reason":"timeout","device":"d0","devices":0,"last_seen":{},"ts":{},"seq":{}}}"#,
+                    String::from_utf8_lossy(&user),
+                    score(rng),
+                    score(rng),
+                    rng.next()
+                )
+                .into_bytes(),
+                _ => garbage(rng),
+            },
+            b("VIEWERS"),
+            b("u1"),
+        ],
+        15 => vec![b("PRESENCE.BULK"), user, b("VIEWER"), b("u1"), b("WITHDEVICE")],
+        16 => vec![b("PRESENCE.LIST"), b("SCOPE"), b("s"), b("WITHSCOPES")],
         _ => vec![b("PRESENCE.CONTEXT"), user, device, b("c1")],
     }
 }
