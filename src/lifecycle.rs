@@ -171,13 +171,13 @@ pub fn subscribe_to_other_events(ctx: &Context) -> Status {
 /// but refused the event.
 pub fn follow_slot_migrations(ctx: &Context) -> Status {
     extern "C" fn on_slot_migration(
-        ctx: *mut raw::RedisModuleCtx,
+        _ctx: *mut raw::RedisModuleCtx,
         _event: raw::RedisModuleEvent,
         subevent: u64,
         data: *mut std::ffi::c_void,
     ) {
         guard::callback("a slot migration", || {
-            slot_migration(&Context::new(ctx), subevent, server::migrated_slots(data))
+            slot_migration(subevent, server::migrated_slots(data))
         });
     }
     if !server::opt_in_to_atomic_slot_migration(ctx) {
@@ -190,7 +190,7 @@ pub fn follow_slot_migrations(ctx: &Context) -> Status {
     }
 }
 
-fn slot_migration(_ctx: &Context, subevent: u64, slots: Vec<u16>) {
+fn slot_migration(subevent: u64, slots: Vec<u16>) {
     use server::slot_migration::{IMPORT_ABORTED, IMPORT_COMPLETED, IMPORT_STARTED};
     match subevent {
         IMPORT_STARTED => migration::import_started(slots),

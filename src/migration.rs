@@ -10,6 +10,7 @@
 //! target owns them, and the notifications of those deletions find nothing left to announce.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 /// What the node holds of imports under way.
@@ -31,15 +32,20 @@ fn imports() -> MutexGuard<'static, Imports> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Whether any import is under way: the sweep asks about every slot it visits, so the usual
+/// answer (none) takes no lock.
+static ANY: AtomicBool = AtomicBool::new(false);
+
 /// Whether `slot` is being imported: its keys are arriving but it is not this node's yet.
 pub fn importing(slot: u16) -> bool {
-    let imports = imports();
-    !imports.slots.is_empty() && imports.slots.contains(&slot)
+    ANY.load(Ordering::Relaxed) && imports().slots.contains(&slot)
 }
 
 /// An import of `slots` began.
 pub fn import_started(slots: impl IntoIterator<Item = u16>) {
-    imports().slots.extend(slots);
+    let mut imports = imports();
+    imports.slots.extend(slots);
+    ANY.store(!imports.slots.is_empty(), Ordering::Relaxed);
 }
 
 /// Holds back a listing key written while its slot is being imported; whether it did (else the
@@ -59,6 +65,7 @@ pub fn import_ended(slots: &[u16]) -> Vec<(Option<Vec<u8>>, u16)> {
     for slot in slots {
         imports.slots.remove(slot);
     }
+    ANY.store(!imports.slots.is_empty(), Ordering::Relaxed);
     let (ended, still): (BTreeSet<_>, BTreeSet<_>) = std::mem::take(&mut imports.listings)
         .into_iter()
         .partition(|(_, slot)| slots.contains(slot));
@@ -69,6 +76,7 @@ pub fn import_ended(slots: &[u16]) -> Vec<(Option<Vec<u8>>, u16)> {
 /// Forgets every import (the keyspace was replaced, or the module is unloaded).
 pub fn forget_all() {
     *imports() = Imports::default();
+    ANY.store(false, Ordering::Relaxed);
 }
 
 #[cfg(test)]

@@ -24,11 +24,22 @@ impl Reply {
     /// under RESP3 a nil is sent as `false`: Lua turns a RESP3 null into `nil`, which a table
     /// cannot hold (a map's field would vanish, an array would end there).
     pub fn send(&self, ctx: &Context) -> RedisResult {
-        let flags = ctx.get_flags();
-        let nil_as_false =
-            flags.contains(ContextFlags::LUA) && flags.contains(ContextFlags::FLAGS_RESP3);
+        // The context's flags are asked only for a reply that holds a nil.
+        let nil_as_false = self.has_nil() && {
+            let flags = ctx.get_flags();
+            flags.contains(ContextFlags::LUA) && flags.contains(ContextFlags::FLAGS_RESP3)
+        };
         self.write(ctx.get_raw(), nil_as_false);
         Ok(RedisValue::NoReply)
+    }
+
+    fn has_nil(&self) -> bool {
+        match self {
+            Reply::Nil => true,
+            Reply::Array(items) => items.iter().any(Reply::has_nil),
+            Reply::Map(entries) => entries.iter().any(|(_, value)| value.has_nil()),
+            _ => false,
+        }
     }
 
     fn write(&self, ctx: *mut raw::RedisModuleCtx, nil_as_false: bool) {

@@ -4,7 +4,7 @@
 use super::arguments;
 use crate::args::{self, Contacts, Viewers};
 use crate::error::Error;
-use crate::model::{Audience, Event, Presence};
+use crate::model::{Event, Presence};
 use crate::reply::Reply;
 use crate::{config, events, keys, store};
 use redis_module::{Context, RedisResult, RedisString, RedisValue};
@@ -98,7 +98,7 @@ pub fn fanout(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         Viewers::Contacts => (members(ctx, &keys::contacts_key(user))?, true),
         Viewers::Listed(listed) => (listed.into_iter().map(<[u8]>::to_vec).collect(), false),
     };
-    let needs_contacts = [privacy.online, privacy.last_seen].contains(&Audience::Contacts);
+    let needs_contacts = privacy.depends_on_contacts();
     let now = store::now();
     let subject = match event {
         Some(event) => Subject::Event(event),

@@ -1,7 +1,7 @@
 //! PRESENCE.GET, PRESENCE.BULK and PRESENCE.DEVICES: reads at the server's current time.
 
 use super::arguments;
-use crate::model::{Audience, Device, Millis, View};
+use crate::model::{Device, Millis, View};
 use crate::reply::Reply;
 use crate::{args, config, store};
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
@@ -18,8 +18,8 @@ fn view_of(
         Some(viewer) if viewer != user => {
             let privacy = store::settings::read_privacy(ctx, user)?;
             // The contacts set is read only when a rule depends on it.
-            let needs_contacts = [privacy.online, privacy.last_seen].contains(&Audience::Contacts);
-            let is_contact = needs_contacts && store::settings::is_contact(ctx, user, viewer)?;
+            let is_contact =
+                privacy.depends_on_contacts() && store::settings::is_contact(ctx, user, viewer)?;
             Ok(record.view_for(now, privacy, is_contact))
         }
         _ => Ok(record.view(now)),

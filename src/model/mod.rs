@@ -121,6 +121,14 @@ pub struct Privacy {
     pub last_seen: Audience,
 }
 
+impl Privacy {
+    /// Whether what a viewer sees depends on being among the user's contacts (else the contacts
+    /// need not be read).
+    pub fn depends_on_contacts(self) -> bool {
+        [self.online, self.last_seen].contains(&Audience::Contacts)
+    }
+}
+
 /// The departure of a user's last device, waiting for its grace period to end.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Leaving {

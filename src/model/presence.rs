@@ -262,9 +262,8 @@ impl Presence {
             Some(scopes) => self.set_scopes(scopes),
             None => false,
         };
-        let message = self.message_shown();
-        self.ends_away_by_activity();
-        let detail_changed = scopes_changed || message != self.message_shown();
+        let message_changed = self.ends_away_by_activity();
+        let detail_changed = scopes_changed || message_changed;
         if let Some(existing) = self.devices.get_mut(device) {
             existing.last_heartbeat = now;
             existing.ttl = ttl;
@@ -373,22 +372,24 @@ impl Presence {
     /// Records activity (a message sent, typing, the app in the foreground). Expects a settled
     /// record.
     pub fn activity(&mut self, now: Millis) {
-        let message = self.message_shown();
-        self.ends_away_by_activity();
+        let message_changed = self.ends_away_by_activity();
         self.last_active = Some(now);
-        let message_changed = message != self.message_shown();
         self.changed(Reason::Active, b"", now, now, message_changed);
     }
-    /// Ends a manual `away` when the rules say activity does.
-    fn ends_away_by_activity(&mut self) {
-        if self.rules.activity_ends_away
-            && self
+    /// Ends a manual `away` when the rules say activity does; whether that took away a message
+    /// others saw.
+    fn ends_away_by_activity(&mut self) -> bool {
+        if !self.rules.activity_ends_away
+            || !self
                 .manual
                 .as_ref()
                 .is_some_and(|m| m.status == Status::Away)
         {
-            self.manual = None;
+            return false;
         }
+        let message = self.message_shown();
+        self.manual = None;
+        message.is_some()
     }
     /// The custom message others see now (none while the user looks offline).
     fn message_shown(&self) -> Option<String> {
