@@ -55,14 +55,97 @@ pub fn ttl(value: &[u8]) -> Parsed<Span> {
 
 /// Device metadata: a JSON object of at most [`MAX_META_LEN`] bytes, kept as given.
 pub fn meta(value: &[u8]) -> Parsed<String> {
-    if value.len() > MAX_META_LEN {
-        return Err(Error::MetaTooLarge(value.len()));
+    json_object("META", value, MAX_META_LEN)
+}
+
+/// A device's member data in a room: a JSON object of at most [`MAX_DATA_LEN`] bytes.
+pub fn room_data(value: &[u8]) -> Parsed<String> {
+    json_object("DATA", value, MAX_DATA_LEN)
+}
+
+/// The text of a JSON object of at most `max` bytes, kept as given.
+fn json_object(what: &'static str, value: &[u8], max: usize) -> Parsed<String> {
+    if value.len() > max {
+        return Err(Error::JsonTooLarge {
+            what,
+            max,
+            len: value.len(),
+        });
     }
-    let text = std::str::from_utf8(value).map_err(|_| Error::MetaNotText)?;
+    let text = std::str::from_utf8(value).map_err(|_| Error::JsonNotText(what))?;
     match serde_json::from_str::<serde_json::Value>(text) {
         Ok(serde_json::Value::Object(_)) => Ok(text.to_owned()),
-        Ok(_) => Err(Error::MetaNotObject),
-        Err(e) => Err(Error::MetaInvalid(e.to_string())),
+        Ok(_) => Err(Error::JsonNotObject(what)),
+        Err(e) => Err(Error::JsonInvalid(what, e.to_string())),
+    }
+}
+
+/// A room id: as a scope, 1 to [`MAX_SCOPE_LEN`] bytes (a scope is a room).
+pub fn room(value: &[u8]) -> Parsed<&[u8]> {
+    if value.is_empty() || value.len() > MAX_SCOPE_LEN {
+        return Err(Error::RoomLength(value.len()));
+    }
+    Ok(value)
+}
+
+/// `user device room [DATA json]` of PRESENCE.JOIN.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Join<'a> {
+    pub user: &'a [u8],
+    pub device: &'a [u8],
+    pub room: &'a [u8],
+    pub data: Option<String>,
+}
+
+pub fn join<'a>(args: &[&'a [u8]]) -> Parsed<Join<'a>> {
+    let [user, device, room, rest @ ..] = args else {
+        return Err(Error::WrongArity);
+    };
+    let mut data = None;
+    for (name, value) in options(rest, &["DATA"])? {
+        if name == "DATA" {
+            data = Some(room_data(value)?);
+        }
+    }
+    Ok(Join {
+        user: id("user", user)?,
+        device: id("device", device)?,
+        room: self::room(room)?,
+        data,
+    })
+}
+
+/// `user device room` (the room `None` only for NONE).
+pub type DeviceRoom<'a> = (&'a [u8], &'a [u8], Option<&'a [u8]>);
+
+/// `user device room` of PRESENCE.LEAVE, and `user device (room|NONE)` of PRESENCE.TYPING
+/// (`None` for NONE, when `none_allowed`).
+pub fn device_room<'a>(args: &[&'a [u8]], none_allowed: bool) -> Parsed<DeviceRoom<'a>> {
+    let [user, device, room] = args else {
+        return Err(Error::WrongArity);
+    };
+    let room = if none_allowed && room.eq_ignore_ascii_case(b"NONE") {
+        None
+    } else {
+        Some(self::room(room)?)
+    };
+    Ok((id("user", user)?, id("device", device)?, room))
+}
+
+/// `user [device]` of PRESENCE.ROOMS.
+pub fn rooms<'a>(args: &[&'a [u8]]) -> Parsed<(&'a [u8], Option<&'a [u8]>)> {
+    match args {
+        [user] => Ok((id("user", user)?, None)),
+        [user, device] => Ok((id("user", user)?, Some(id("device", device)?))),
+        _ => Err(Error::WrongArity),
+    }
+}
+
+/// `room` of PRESENCE.TYPERS.
+pub fn typers<'a>(args: &[&'a [u8]]) -> Parsed<&'a [u8]> {
+    match args {
+        [room] => self::room(room),
+        _ => Err(Error::WrongArity),
     }
 }
 
@@ -96,20 +179,28 @@ pub fn options<'a>(
     Ok(found)
 }
 
-/// Takes the flag `flag` (a word with no value: `ACTIVE`, `WITHSCOPES`) out of name-value
-/// options, wherever it stands among them: whether it was there, and the options left.
-fn take_flag<'a>(args: &[&'a [u8]], flag: &'static str) -> Parsed<(bool, Vec<&'a [u8]>)> {
-    let mut found = false;
+/// Takes the flags `flags` (words with no value: `ACTIVE`, `WITHSCOPES`) out of name-value
+/// options, wherever they stand among them: whether each was there, and the options left.
+fn take_flags<'a, const N: usize>(
+    args: &[&'a [u8]],
+    flags: [&'static str; N],
+) -> Parsed<([bool; N], Vec<&'a [u8]>)> {
+    let mut found = [false; N];
     let mut kept: Vec<&'a [u8]> = Vec::with_capacity(args.len());
     for arg in args {
         // At an even position of what is kept, a word is an option's name, not its value.
-        if arg.eq_ignore_ascii_case(flag.as_bytes()) && kept.len().is_multiple_of(2) {
-            if found {
-                return Err(Error::GivenTwice(flag));
+        let flag = flags
+            .iter()
+            .position(|flag| arg.eq_ignore_ascii_case(flag.as_bytes()))
+            .filter(|_| kept.len().is_multiple_of(2));
+        match flag.and_then(|i| Some((i, found.get_mut(i)?))) {
+            Some((i, seen)) => {
+                if *seen {
+                    return Err(Error::GivenTwice(flags.get(i).copied().unwrap_or_default()));
+                }
+                *seen = true;
             }
-            found = true;
-        } else {
-            kept.push(arg);
+            None => kept.push(arg),
         }
     }
     Ok((found, kept))
@@ -185,7 +276,7 @@ pub struct Heartbeat<'a> {
 
 pub fn heartbeat<'a>(args: &[&'a [u8]]) -> Parsed<Heartbeat<'a>> {
     let (user, device, rest) = user_and_device(args)?;
-    let (active, kept) = take_flag(rest, "ACTIVE")?;
+    let ([active], kept) = take_flags(rest, ["ACTIVE"])?;
     let mut parsed = Heartbeat {
         user,
         device,
@@ -219,15 +310,18 @@ pub struct List<'a> {
     pub after: Option<Position>,
     /// Rows carry the user's scopes.
     pub with_scopes: bool,
+    /// Rows carry the user's devices (in the room, for a room's listing) with their member data.
+    pub with_devices: bool,
 }
 
 pub fn list<'a>(args: &[&'a [u8]]) -> Parsed<List<'a>> {
-    let (with_scopes, args) = take_flag(args, "WITHSCOPES")?;
+    let ([with_scopes, with_devices], args) = take_flags(args, ["WITHSCOPES", "WITHDEVICES"])?;
     let mut parsed = List {
         scope: None,
         limit: listing::DEFAULT_LIMIT,
         after: None,
         with_scopes,
+        with_devices,
     };
     for (option, value) in options(&args, &["SCOPE", "LIMIT", "CURSOR"])? {
         match option {
@@ -883,5 +977,47 @@ mod tests {
             "ERR too many users: 3 given, max-bulk is 2"
         );
         assert!(err(bulk_users(&[b"a", b""], 5)).contains("user id"));
+    }
+
+    #[test]
+    fn rooms_are_named_within_bounds_and_data_is_a_small_json_object() {
+        let j = join(&[b"u", b"d", b"chat:1", b"data", br#"{"role":"host"}"#]).unwrap();
+        assert_eq!(
+            (j.user, j.device, j.room, j.data.as_deref()),
+            (
+                &b"u"[..],
+                &b"d"[..],
+                &b"chat:1"[..],
+                Some(r#"{"role":"host"}"#)
+            )
+        );
+        assert_eq!(join(&[b"u", b"d", b"r"]).unwrap().data, None);
+        assert_eq!(
+            err(join(&[b"u", b"d", b""])),
+            "ERR room must be 1 to 128 bytes, got 0"
+        );
+        assert!(err(join(&[b"u", b"d", &[b'r'; 129]])).contains("got 129"));
+        assert_eq!(
+            err(join(&[b"u", b"d", b"r", b"DATA", b"[1]"])),
+            "ERR DATA must be a JSON object, not another JSON value"
+        );
+        let big = format!("{{\"k\":\"{}\"}}", "x".repeat(MAX_DATA_LEN));
+        assert!(err(join(&[b"u", b"d", b"r", b"DATA", big.as_bytes()])).contains("at most 1024"));
+        assert!(err(join(&[b"u", b"d", b"r", b"DATA"])).contains("needs a value"));
+        assert_eq!(join(&[b"u", b"d"]), Err(Error::WrongArity));
+        assert_eq!(
+            device_room(&[b"u", b"d", b"none"], true),
+            Ok((&b"u"[..], &b"d"[..], None))
+        );
+        assert_eq!(
+            device_room(&[b"u", b"d", b"NONE"], false),
+            Ok((&b"u"[..], &b"d"[..], Some(&b"NONE"[..])))
+        );
+        assert_eq!(rooms(&[b"u"]), Ok((&b"u"[..], None)));
+        assert_eq!(rooms(&[b"u", b"d", b"x"]), Err(Error::WrongArity));
+        assert_eq!(typers(&[b"r"]), Ok(&b"r"[..]));
+        let l = list(&[b"WITHDEVICES", b"SCOPE", b"r", b"WITHSCOPES"]).unwrap();
+        assert!(l.with_devices && l.with_scopes);
+        assert_eq!(l.scope, Some(&b"r"[..]));
     }
 }

@@ -17,9 +17,11 @@
 //! | `dev:<id>`     | `<connected_at>:<ttl>`, then `:<order>` when not 0 (see [`Device::order`]) |
 //! | `meta:<id>`    | the device's META JSON text (when given)    |
 //! | `ctx:<id>`     | the conversation the device has open        |
+//! | `room:<n>:<id>:<room>` | the device (`<n>` bytes long) is in `<room>`; the value is its member data |
+//! | `typing:<id>`  | `<until>:<room>`: the device types in `<room>` until `<until>` |
 //!
 //! A listed user (see [`Record::listed`]) also has an entry, scored by last activity, in the slot's
-//! listing of everyone and in that of each of their scopes.
+//! listing of everyone and in that of each of their rooms (scopes included).
 //!
 //! A device's deadline lives only in the due index, and its last heartbeat is the deadline minus
 //! its TTL, so a heartbeat rewrites one index entry and nothing else. Values are decimal text so the
@@ -28,7 +30,7 @@
 //! edited by hand never makes a command fail.
 
 use crate::args::MAX_TTL;
-use crate::model::{Device, Leaving, Manual, Millis, Reason, Record, Span, Status};
+use crate::model::{Device, Leaving, Manual, Millis, Reason, Record, Span, Status, Typing};
 use std::collections::BTreeMap;
 
 pub const SINCE: &[u8] = b"since";
@@ -45,6 +47,8 @@ const DEVICE_PREFIX: &[u8] = b"dev:";
 const META_PREFIX: &[u8] = b"meta:";
 const CONTEXT_PREFIX: &[u8] = b"ctx:";
 const SCOPE_PREFIX: &[u8] = b"scope:";
+const ROOM_PREFIX: &[u8] = b"room:";
+const TYPING_PREFIX: &[u8] = b"typing:";
 
 /// Field name to value, in a stable order.
 pub type Fields = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -104,6 +108,41 @@ pub fn device_field(id: &[u8]) -> Vec<u8> {
     prefixed(DEVICE_PREFIX, id)
 }
 
+/// The name of the field that puts a device in a room: `room:<length of id>:<id>:<room>`.
+pub fn room_field(device: &[u8], room: &[u8]) -> Vec<u8> {
+    let mut field = format!("room:{}:", device.len()).into_bytes();
+    field.extend_from_slice(device);
+    field.push(b':');
+    field.extend_from_slice(room);
+    field
+}
+
+/// `(device, room)` from the part of a room field after `room:`.
+fn parse_room_field(rest: &[u8]) -> Option<(&[u8], &[u8])> {
+    let colon = rest.iter().position(|&b| b == b':')?;
+    let len: usize = std::str::from_utf8(rest.get(..colon)?).ok()?.parse().ok()?;
+    let after = rest.get(colon + 1..)?;
+    let device = after.get(..len)?;
+    let room = after.get(len..)?.strip_prefix(b":")?;
+    (!device.is_empty() && !room.is_empty()).then_some((device, room))
+}
+
+fn typing_value(typing: &Typing) -> Vec<u8> {
+    let mut value = format!("{}:", typing.until).into_bytes();
+    value.extend_from_slice(&typing.room);
+    value
+}
+
+fn parse_typing(value: &[u8]) -> Option<Typing> {
+    let colon = value.iter().position(|&b| b == b':')?;
+    let until = parse_millis(value.get(..colon)?)?;
+    let room = value.get(colon + 1..)?;
+    (!room.is_empty()).then(|| Typing {
+        room: room.to_vec(),
+        until,
+    })
+}
+
 /// Builds a record from the hash's fields, fed one at a time as a scan yields them, and then each
 /// device's deadline. Copies only what it keeps (META and contexts only when asked for).
 pub struct Decoder {
@@ -117,6 +156,9 @@ pub struct Decoder {
     devices: Vec<(Vec<u8>, Millis, Span, u64)>,
     metas: Vec<(Vec<u8>, String)>,
     contexts: Vec<(Vec<u8>, Vec<u8>)>,
+    rooms: Vec<(Vec<u8>, Vec<u8>, Option<String>)>,
+    typing: Vec<(Vec<u8>, Typing)>,
+    /// Whether META, contexts, rooms and typing are kept (writes and the reads that show them).
     with_meta: bool,
 }
 
@@ -132,6 +174,8 @@ impl Decoder {
             devices: Vec::new(),
             metas: Vec::new(),
             contexts: Vec::new(),
+            rooms: Vec::new(),
+            typing: Vec::new(),
             with_meta,
         }
     }
@@ -175,6 +219,16 @@ impl Decoder {
             if !scope.is_empty() {
                 self.record.scopes.push(scope.to_vec());
             }
+        } else if let Some(rest) = field.strip_prefix(ROOM_PREFIX) {
+            if let (true, Some((id, room))) = (self.with_meta, parse_room_field(rest)) {
+                let data = std::str::from_utf8(value).ok().filter(|d| !d.is_empty());
+                self.rooms
+                    .push((id.to_vec(), room.to_vec(), data.map(str::to_owned)));
+            }
+        } else if let Some(id) = field.strip_prefix(TYPING_PREFIX) {
+            if let (true, Some(typing)) = (self.with_meta, parse_typing(value)) {
+                self.typing.push((id.to_vec(), typing));
+            }
         } else if let Some(id) = field.strip_prefix(CONTEXT_PREFIX) {
             if self.with_meta {
                 self.contexts.push((id.to_vec(), value.to_vec()));
@@ -203,6 +257,7 @@ impl Decoder {
                     meta: None,
                     context: None,
                     order,
+                    ..Device::default()
                 },
                 _ => lost_device(connected_at, ttl, now),
             };
@@ -217,6 +272,16 @@ impl Decoder {
         for (id, context) in self.contexts {
             if let Some(device) = self.record.devices.get_mut(&id) {
                 device.context = Some(context);
+            }
+        }
+        for (id, room, data) in self.rooms {
+            if let Some(device) = self.record.devices.get_mut(&id) {
+                device.rooms.insert(room, data);
+            }
+        }
+        for (id, typing) in self.typing {
+            if let Some(device) = self.record.devices.get_mut(&id) {
+                device.typing = Some(typing);
             }
         }
         self.record.manual = self.manual.map(|status| Manual {
@@ -252,6 +317,7 @@ pub fn lost_device(connected_at: Millis, ttl: Span, now: Millis) -> Device {
         meta: None,
         context: None,
         order: 0,
+        ..Device::default()
     }
 }
 
@@ -328,17 +394,25 @@ pub fn encode(record: &Record) -> Fields {
         if let Some(context) = &device.context {
             fields.insert(prefixed(CONTEXT_PREFIX, id), context.clone());
         }
+        for (room, data) in &device.rooms {
+            let value = data.clone().map(String::into_bytes).unwrap_or_default();
+            fields.insert(room_field(id, room), value);
+        }
+        if let Some(typing) = &device.typing {
+            fields.insert(prefixed(TYPING_PREFIX, id), typing_value(typing));
+        }
     }
     fields
 }
 
-/// The listings the record is in (`None`: everyone; else a scope), with its score in them.
+/// The listings the record is in (`None`: everyone; else a room, scopes included), with its
+/// score in them.
 pub fn listings(record: &Record) -> BTreeMap<Option<&[u8]>, Millis> {
     let Some(score) = record.listed() else {
         return BTreeMap::new();
     };
     std::iter::once(None)
-        .chain(record.scopes.iter().map(|s| Some(s.as_slice())))
+        .chain(record.rooms().into_iter().map(Some))
         .map(|listing| (listing, score))
         .collect()
 }
@@ -430,10 +504,10 @@ mod tests {
             8,
         )
         .unwrap();
-        r.connect(b"a:b\0\xff", Span(2000), None, None, 200, 8)
+        let scopes = vec![b"zone:1".to_vec(), b"org\0".to_vec()];
+        r.connect(b"a:b\0\xff", Span(2000), None, Some(scopes), 200, 8)
             .unwrap();
         r.set_context(b"phone", Some(b"chat\0:1".to_vec()));
-        r.set_scopes(vec![b"zone:1".to_vec(), b"org\0".to_vec()]);
         r.last_seen = Some(50);
         r
     }
@@ -622,12 +696,61 @@ mod tests {
         let mut last = gone.clone();
         last.disconnect(b"a:b\0\xff", 500);
         let c = changes(&gone, &last);
-        // The user went offline: an event, so seq moves on from the first connect's.
+        // The user went offline: an event, and one per scope left, so seq moves on (from the
+        // first connect's 100000: the scopes' joins took two numbers, the scope's event one).
         assert!(
-            c.set.contains(&(b"seq".to_vec(), b"100001".to_vec())),
+            c.set.contains(&(b"seq".to_vec(), b"100006".to_vec())),
             "{c:?}"
         );
         assert!(changes(&gone, &gone).is_empty());
+    }
+
+    #[test]
+    fn rooms_and_typing_round_trip_and_read_back_only_as_written() {
+        let mut r = sample();
+        r.join(b"a:b\0\xff", b"chat:1", Some(r#"{"r":1}"#.into()), 250, 8)
+            .unwrap();
+        r.join(b"phone", b"x", None, 250, 8).unwrap();
+        r.type_in(b"a:b\0\xff", Some(b"chat:1"), Span(900), 260)
+            .unwrap();
+        let fields = encode(&r);
+        assert_eq!(fields[&b"room:5:a:b\0\xff:chat:1".to_vec()], br#"{"r":1}"#);
+        assert_eq!(fields[&b"room:5:phone:x".to_vec()], b"");
+        assert_eq!(fields[&b"typing:a:b\0\xff".to_vec()], b"1160:chat:1");
+        assert_eq!(round_trip(&r), r.record);
+        assert_eq!(
+            listings(&r).keys().copied().collect::<Vec<_>>(),
+            vec![
+                None,
+                Some(&b"chat:1"[..]),
+                Some(&b"org\0"[..]),
+                Some(&b"x"[..]),
+                Some(&b"zone:1"[..])
+            ]
+        );
+        // Fields of a device that is not connected, or that do not parse, are ignored.
+        for (field, value) in [
+            (&b"room:5:tablet:x"[..], &b""[..]),
+            (b"room:99:phone:x", b""),
+            (b"room:5:phone", b""),
+            (b"room:5:phonex", b""),
+            (b"room:x:phone:x", b""),
+            (b"typing:phone", b"soon:x"),
+            (b"typing:tablet", b"5:x"),
+        ] {
+            let mut with = fields.clone();
+            with.retain(|f, _| !f.starts_with(b"room:5:") && !f.starts_with(b"typing:"));
+            with.insert(field.to_vec(), value.to_vec());
+            let back = decode(as_slices(&with), |_| Some(1300), 300);
+            assert!(
+                back.devices[&b"phone".to_vec()].rooms.is_empty(),
+                "{field:?}"
+            );
+            assert!(
+                back.devices[&b"phone".to_vec()].typing.is_none(),
+                "{field:?}"
+            );
+        }
     }
 
     #[test]

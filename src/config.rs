@@ -91,6 +91,10 @@ pub static TIMEOUT: Number = Number::new("timeout", 60_000, (MIN_TTL, MAX_TTL));
 pub static RETENTION: Number = Number::new("retention", 30 * DAY, (0, 400 * DAY));
 /// Connected devices per user.
 pub static MAX_DEVICES: Number = Number::new("max-devices", 32, (1, 1024));
+/// Rooms per device (PRESENCE.JOIN).
+pub static MAX_ROOMS: Number = Number::new("max-rooms", 256, (1, 1024));
+/// How long a device types after PRESENCE.TYPING unless it types again (ms).
+pub static TYPING_TIMEOUT: Number = Number::new("typing-timeout", 6000, (100, 600_000));
 /// Users per PRESENCE.BULK. A BULK of 10,000 users takes about 30 ms (see the README): more in
 /// one command would hold the server too long.
 pub static MAX_BULK: Number = Number::new("max-bulk", 1000, (1, 10_000));
@@ -113,6 +117,8 @@ pub static EVENTS_CHANNEL: StringSetting =
 pub static EVENTS_STREAM: StringSetting = StringSetting::new("events-stream", "", true);
 /// Whether device-level changes of users who stay online are announced.
 pub static DEVICE_EVENTS: Flag = Flag::new("device-events", false);
+/// Whether room events are published on each room's channel.
+pub static ROOM_EVENTS: Flag = Flag::new("room-events", true);
 /// Whether a manual status outlives the session (no: it ends when the user goes offline).
 pub static KEEP_MANUAL_STATUS: Flag = Flag::new("keep-manual-status", true);
 /// Whether activity ends a manual `away`.
@@ -126,10 +132,12 @@ const AUDIENCES: &[&str] = &["everyone", "contacts", "nobody"];
 
 /// Every numeric setting, for checking module arguments: the server range-checks `CONFIG SET`,
 /// but takes load-time values as defaults without checking them.
-const NUMBERS: [&Number; 9] = [
+const NUMBERS: [&Number; 11] = [
     &TIMEOUT,
     &RETENTION,
     &MAX_DEVICES,
+    &MAX_ROOMS,
+    &TYPING_TIMEOUT,
     &MAX_BULK,
     &GRACE,
     &AWAY_AFTER,
@@ -143,7 +151,12 @@ const STRINGS: [&StringSetting; 4] = [
     &PRIVACY_ONLINE,
     &PRIVACY_LASTSEEN,
 ];
-const FLAGS: [&Flag; 3] = [&DEVICE_EVENTS, &KEEP_MANUAL_STATUS, &ACTIVITY_ENDS_AWAY];
+const FLAGS: [&Flag; 4] = [
+    &DEVICE_EVENTS,
+    &ROOM_EVENTS,
+    &KEEP_MANUAL_STATUS,
+    &ACTIVITY_ENDS_AWAY,
+];
 
 /// Checks `name value` pairs given after `--loadmodule`; the error says what is wrong.
 pub fn check_module_args(args: &[&[u8]]) -> Result<(), Error> {
@@ -332,6 +345,18 @@ pub fn retention() -> Span {
 
 pub fn max_devices() -> usize {
     MAX_DEVICES.count()
+}
+
+pub fn max_rooms() -> usize {
+    MAX_ROOMS.count()
+}
+
+pub fn typing_timeout() -> Span {
+    Span(TYPING_TIMEOUT.get())
+}
+
+pub fn room_events() -> bool {
+    ROOM_EVENTS.get()
 }
 
 pub fn max_bulk() -> usize {

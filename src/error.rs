@@ -29,10 +29,18 @@ pub enum Error {
     GivenTwice(&'static str),
     /// Positional arguments that are missing, named.
     Required(&'static str),
-    MetaTooLarge(usize),
-    MetaNotText,
-    MetaNotObject,
-    MetaInvalid(String),
+    /// A JSON object argument (META, DATA) that is too long, not text, not an object, not JSON.
+    JsonTooLarge {
+        what: &'static str,
+        max: usize,
+        len: usize,
+    },
+    JsonNotText(&'static str),
+    JsonNotObject(&'static str),
+    JsonInvalid(&'static str, String),
+    RoomLength(usize),
+    TooManyRooms(usize),
+    NotInRoom,
     ScopeLength(usize),
     TooManyScopes(usize),
     NoScope,
@@ -113,14 +121,21 @@ impl fmt::Display for Error {
             NeedsValue(option) => write!(f, "ERR {option} needs a value"),
             GivenTwice(option) => write!(f, "ERR {option} given more than once"),
             Required(what) => write!(f, "ERR {what} are required"),
-            MetaTooLarge(len) => write!(
+            JsonTooLarge { what, max, len } => {
+                write!(f, "ERR {what} must be at most {max} bytes, got {len}")
+            }
+            JsonNotText(what) => write!(f, "ERR {what} must be a JSON object (UTF-8 text)"),
+            JsonNotObject(what) => {
+                write!(f, "ERR {what} must be a JSON object, not another JSON value")
+            }
+            JsonInvalid(what, problem) => write!(f, "ERR {what} is not valid JSON: {problem}"),
+            RoomLength(len) => write!(
                 f,
-                "ERR META must be at most {} bytes, got {len}",
-                crate::limits::MAX_META_LEN
+                "ERR room must be 1 to {} bytes, got {len}",
+                crate::limits::MAX_SCOPE_LEN
             ),
-            MetaNotText => write!(f, "ERR META must be a JSON object (UTF-8 text)"),
-            MetaNotObject => write!(f, "ERR META must be a JSON object, not another JSON value"),
-            MetaInvalid(problem) => write!(f, "ERR META is not valid JSON: {problem}"),
+            TooManyRooms(n) => write!(f, "ERR device is already in {n} rooms (max-rooms)"),
+            NotInRoom => write!(f, "ERR device is not in room (PRESENCE.JOIN it first)"),
             ScopeLength(len) => write!(
                 f,
                 "ERR scope must be 1 to {} bytes, got {len}",
@@ -278,8 +293,21 @@ mod tests {
                 what: "user",
                 len: 513,
             },
-            MetaNotObject,
-            MetaTooLarge(5000),
+            JsonNotObject("META"),
+            JsonTooLarge {
+                what: "META",
+                max: 4096,
+                len: 5000,
+            },
+            JsonTooLarge {
+                what: "DATA",
+                max: 1024,
+                len: 2000,
+            },
+            JsonNotObject("DATA"),
+            RoomLength(0),
+            TooManyRooms(256),
+            NotInRoom,
             UnknownStatus("sleeping".into()),
             OfflineNotSettable,
             MessageTooLong(300),
@@ -355,7 +383,7 @@ mod tests {
                 Some(prefix) => {
                     written.iter().any(|w| w.starts_with(prefix)) || {
                         // A message with a detail of its own after the prefix.
-                        prefix == "ERR META is not valid JSON: "
+                        prefix.ends_with(" is not valid JSON: ")
                             || prefix.starts_with("ERR events-stream is not available")
                     }
                 }

@@ -1,7 +1,8 @@
 //! Announcing events: one JSON payload per event, published on the global channel (`events-channel`)
-//! and with sharded pub/sub on the user's own channel, and appended to `events-stream` when set.
+//! and with sharded pub/sub on the user's own channel, and appended to `events-stream` when set;
+//! and one per room event, on the room's channel.
 
-use crate::model::{Event, Reason, Status, View};
+use crate::model::{Event, Reason, RoomChange, RoomEvent, Status, View};
 use crate::server::{self, string};
 use crate::{config, keys, stats};
 use redis_module::{CallOptionsBuilder, CallResult, Context};
@@ -184,6 +185,69 @@ fn unbase64(text: &str) -> Option<Vec<u8>> {
         out.extend_from_slice(&n.to_be_bytes()[1..=take]);
     }
     Some(out)
+}
+
+/// The JSON payload of a room event.
+#[derive(Serialize)]
+struct RoomPayload<'a> {
+    room: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    room_b64: Option<String>,
+    user: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_b64: Option<String>,
+    event: &'static str,
+    reason: &'static str,
+    device: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_b64: Option<String>,
+    devices: usize,
+    status: &'static str,
+    message: Option<&'a str>,
+    /// The device's member data, a JSON object as it was given (join and update).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a serde_json::value::RawValue>,
+    /// Typing events only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    typing: Option<bool>,
+    ts: i64,
+    seq: u64,
+}
+
+/// The payload of a room event as published.
+pub fn room_json(user: &[u8], e: &RoomEvent) -> Vec<u8> {
+    let payload = RoomPayload {
+        room: String::from_utf8_lossy(&e.room),
+        room_b64: exact(&e.room),
+        user: String::from_utf8_lossy(user),
+        user_b64: exact(user),
+        event: e.change.as_str(),
+        reason: e.reason.as_str(),
+        device: String::from_utf8_lossy(&e.device),
+        device_b64: exact(&e.device),
+        devices: e.devices,
+        status: e.status.as_str(),
+        message: e.message.as_deref(),
+        // DATA was checked to be a JSON object when it was given.
+        data: e.data.as_deref().and_then(|d| serde_json::from_str(d).ok()),
+        typing: (e.change == RoomChange::Typing).then_some(e.typing),
+        ts: e.ts,
+        seq: e.seq,
+    };
+    serde_json::to_vec(&payload).unwrap_or_default()
+}
+
+/// Publishes the user's room events, in order, each on its room's channel (with plain pub/sub:
+/// a room's members live in every slot, so its subscribers listen on any node of a cluster).
+pub fn publish_rooms(ctx: &Context, user: &[u8], events: &[RoomEvent]) {
+    if events.is_empty() || !config::room_events() {
+        return;
+    }
+    for event in events {
+        let channel = string(&keys::room_channel(&event.room));
+        server::publish(ctx, &channel, &string(&room_json(user, event)), false);
+        stats::ROOM_EVENTS_PUBLISHED.add(1);
+    }
 }
 
 /// Publishes the user's events, in order.

@@ -181,6 +181,13 @@ pub fn user_channel(user: &[u8]) -> Vec<u8> {
     user_key(user)
 }
 
+/// The channel of a room's events: `presence:room:<room>`.
+pub fn room_channel(room: &[u8]) -> Vec<u8> {
+    let mut channel = b"presence:room:".to_vec();
+    channel.extend_from_slice(room);
+    channel
+}
+
 /// A device's member in the due index: `<length of user>:<user>:<device>`. The length makes it
 /// unambiguous for any bytes, and the text stays readable in `ZRANGE`.
 pub fn due_member(user: &[u8], device: &[u8]) -> Vec<u8> {

@@ -13,6 +13,8 @@ pub const MAX_TTL: Millis = 7 * 24 * 3600 * 1000;
 /// Most scopes a user may be in, and the longest scope name, in bytes.
 pub const MAX_SCOPES: usize = 16;
 pub const MAX_SCOPE_LEN: usize = 128;
+/// Longest member data a device gives a room (PRESENCE.JOIN's DATA), in bytes.
+pub const MAX_DATA_LEN: usize = 1024;
 /// Longest custom status message, in bytes.
 pub const MAX_MESSAGE_LEN: usize = 256;
 /// Longest duration of a manual status (FOR), and of `away-after`: 30 days.

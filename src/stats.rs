@@ -69,6 +69,7 @@ pub static CONNECTS: Stat = Stat::new();
 pub static DISCONNECTS: Stat = Stat::new();
 pub static TIMEOUTS: Stat = Stat::new();
 pub static EVENTS_PUBLISHED: Stat = Stat::new();
+pub static ROOM_EVENTS_PUBLISHED: Stat = Stat::new();
 pub static SWEEP_RUNS: Stat = Stat::new();
 pub static SWEEP_LAST_US: Stat = Stat::new();
 pub static SWEEP_LAG_MS: Stat = Stat::new();
@@ -84,7 +85,7 @@ fn presence_info(ctx: &InfoContext, for_crash_report: bool) -> RedisResult<()> {
 
 fn section(ctx: &InfoContext, for_crash_report: bool) -> RedisResult<()> {
     let (clock_offset, master_skew) = crate::clock::offsets();
-    let fields: [(&str, i64); 15] = [
+    let fields: [(&str, i64); 16] = [
         ("users_online", USERS_ONLINE.get()),
         ("devices_online", DEVICES_ONLINE.get()),
         ("heartbeats", HEARTBEATS.get()),
@@ -92,6 +93,7 @@ fn section(ctx: &InfoContext, for_crash_report: bool) -> RedisResult<()> {
         ("disconnects", DISCONNECTS.get()),
         ("timeouts", TIMEOUTS.get()),
         ("events_published", EVENTS_PUBLISHED.get()),
+        ("room_events_published", ROOM_EVENTS_PUBLISHED.get()),
         ("sweep_runs", SWEEP_RUNS.get()),
         ("sweep_last_us", SWEEP_LAST_US.get()),
         ("sweep_lag_ms", SWEEP_LAG_MS.get()),

@@ -451,6 +451,88 @@ pub const CHANNEL: Command = Command {
     args: &[Arg::string("user")],
 };
 
+const ROOM: Arg = Arg::string("room");
+
+pub const JOIN: Command = Command {
+    name: "presence.join",
+    summary: "Puts a connected device in a room, with optional member data.",
+    complexity: "O(D + R): D the user's devices, R their rooms",
+    since: SINCE,
+    arity: -4,
+    flags: "write deny-oom fast",
+    acl: "write fast",
+    keys: UPDATES_USER,
+    tips: "",
+    args: &[
+        USER,
+        DEVICE,
+        ROOM,
+        Arg::string("json").token("DATA").optional(),
+    ],
+};
+
+pub const LEAVE: Command = Command {
+    name: "presence.leave",
+    summary: "Takes a device out of a room.",
+    complexity: "O(D + R): D the user's devices, R their rooms",
+    since: SINCE,
+    arity: 4,
+    flags: "write fast",
+    acl: "write fast",
+    keys: &[KeySpec {
+        flags: key::RW | key::DELETE,
+        first: 1,
+        last: 0,
+        notes: USER_KEY,
+    }],
+    tips: "",
+    args: &[USER, DEVICE, ROOM],
+};
+
+pub const ROOMS: Command = Command {
+    name: "presence.rooms",
+    summary: "Returns the rooms a user is in, or those of one device with its member data.",
+    complexity: "O(D + R): D the user's devices, R their rooms",
+    since: SINCE,
+    arity: -2,
+    flags: "readonly fast",
+    acl: "read fast",
+    keys: READS_USER,
+    tips: "",
+    args: &[USER, DEVICE.optional()],
+};
+
+pub const TYPING: Command = Command {
+    name: "presence.typing",
+    summary: "Records that a device types in a room, for a bounded time, or stops it.",
+    complexity: "O(D + R): D the user's devices, R their rooms",
+    since: SINCE,
+    arity: 4,
+    flags: "write deny-oom fast",
+    acl: "write fast",
+    keys: UPDATES_USER,
+    tips: "",
+    args: &[
+        USER,
+        DEVICE,
+        Arg::one_of("typing", &[ROOM, Arg::word("NONE")]),
+    ],
+};
+
+pub const TYPERS: Command = Command {
+    name: "presence.typers",
+    summary: "Lists the devices typing in a room on this node.",
+    complexity: "O(A): A the room's members active within typing-timeout",
+    since: SINCE,
+    arity: 2,
+    flags: "readonly",
+    acl: "read slow",
+    keys: &[],
+    // Node-local: a cluster client asks every master and joins the replies.
+    tips: "nondeterministic_output request_policy:all_shards",
+    args: &[ROOM],
+};
+
 pub const LIST: Command = Command {
     name: "presence.list",
     summary: "Lists the users online on this node, most recently active first, a page at a time.",
@@ -467,6 +549,7 @@ pub const LIST: Command = Command {
         Arg::integer("n").token("LIMIT").optional(),
         Arg::string("c").token("CURSOR").optional(),
         Arg::word("WITHSCOPES").optional(),
+        Arg::word("WITHDEVICES").optional(),
     ],
 };
 
@@ -513,7 +596,8 @@ pub const CLOCK: Command = Command {
 /// Every command, in the README's order.
 pub const ALL: &[&Command] = &[
     &ONLINE, &HEARTBEAT, &OFFLINE, &GET, &BULK, &DEVICES, &STATUS, &ACTIVITY, &CONTEXT, &INCONTEXT,
-    &PRIVACY, &CONTACTS, &FANOUT, &CHANNEL, &LIST, &COUNT, &SWEEP, &CLOCK,
+    &PRIVACY, &CONTACTS, &FANOUT, &CHANNEL, &JOIN, &LEAVE, &ROOMS, &TYPING, &TYPERS, &LIST, &COUNT,
+    &SWEEP, &CLOCK,
 ];
 
 #[cfg(test)]

@@ -7,9 +7,10 @@ use crate::reply::Reply;
 use crate::{args, store};
 use redis_module::{Context, RedisResult, RedisString, RedisValue};
 
-/// `PRESENCE.LIST [SCOPE s] [LIMIT n] [CURSOR c] [WITHSCOPES]`: `[next cursor, rows]` as SCAN
-/// replies, each row `[user, status, last_active]` (then the user's scopes with WITHSCOPES), most
-/// recently active first; the cursor is `0` at the end.
+/// `PRESENCE.LIST [SCOPE s] [LIMIT n] [CURSOR c] [WITHSCOPES] [WITHDEVICES]`: `[next cursor,
+/// rows]` as SCAN replies, each row `[user, status, last_active]` (then the user's scopes with
+/// WITHSCOPES, then `[device, data]` pairs with WITHDEVICES), most recently active first; the
+/// cursor is `0` at the end.
 pub fn list(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 0)?;
     let cmd = args::list(&argv)?;
@@ -28,7 +29,8 @@ pub fn list(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         // The listing is kept with each write; the status comes from the record at this
         // moment, which also leaves out a user whose last device expired a moment ago and
         // whom the sweep has not reached yet.
-        let view = store::user::read(ctx, user, false, now)?.view(now);
+        let mut presence = store::user::read(ctx, user, cmd.with_devices, now)?;
+        let view = presence.view(now);
         if view.status.public() == Status::Offline {
             continue;
         }
@@ -39,6 +41,21 @@ pub fn list(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         ];
         if cmd.with_scopes {
             row.push(super::query::scopes_reply(&view.scopes));
+        }
+        if cmd.with_devices {
+            presence.settle(now);
+            let devices = match cmd.scope {
+                Some(room) => presence.devices_in(room),
+                None => presence
+                    .devices
+                    .keys()
+                    .map(|id| (id.clone(), None))
+                    .collect(),
+            };
+            let pairs = devices.into_iter().map(|(device, data)| {
+                Reply::Array(vec![Reply::Bulk(device), super::rooms::data_reply(data)])
+            });
+            row.push(Reply::Array(pairs.collect()));
         }
         rows.push(Reply::Array(row));
     }

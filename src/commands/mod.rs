@@ -5,6 +5,7 @@ pub mod info;
 pub mod listing;
 pub mod privacy;
 pub mod query;
+pub mod rooms;
 pub mod status;
 pub mod sweep;
 
@@ -16,6 +17,9 @@ impl From<Refusal> for RedisError {
     fn from(refusal: Refusal) -> Self {
         match refusal {
             Refusal::TooManyDevices(n) => Error::TooManyDevices(n).into(),
+            Refusal::NotConnected => Error::DeviceNotConnected.into(),
+            Refusal::TooManyRooms(n) => Error::TooManyRooms(n).into(),
+            Refusal::NotInRoom => Error::NotInRoom.into(),
         }
     }
 }

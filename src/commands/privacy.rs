@@ -75,7 +75,7 @@ fn members(ctx: &Context, key: &[u8]) -> Result<Vec<Vec<u8>>, redis_module::Redi
 /// What PRESENCE.FANOUT answers about: an event of the user's, or the user as they are now.
 enum Subject {
     Event(Event),
-    Now(Presence),
+    Now(Box<Presence>),
 }
 
 /// `PRESENCE.FANOUT user [EVENT payload] (CONTACTS | VIEWERS viewer [viewer ...])`: for each
@@ -102,7 +102,7 @@ pub fn fanout(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let now = store::now();
     let subject = match event {
         Some(event) => Subject::Event(event),
-        None => Subject::Now(store::user::read(ctx, user, false, now)?),
+        None => Subject::Now(Box::new(store::user::read(ctx, user, false, now)?)),
     };
     let mut rows = Vec::with_capacity(viewers.len());
     for viewer in viewers {

@@ -24,7 +24,8 @@ pub fn status(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 }
 
 /// `PRESENCE.ACTIVITY user [device]`: records activity (the device, when given, must be
-/// connected); OK.
+/// connected), which ends the typing of the device (of every device, when none is given): the
+/// message was sent; OK.
 pub fn activity(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 1)?;
     let (user, device) = args::activity(&argv)?;
@@ -35,6 +36,7 @@ pub fn activity(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         }
     }
     let now = write.now;
+    write.presence.stop_typing(device);
     write.presence.activity(now);
     write.commit(ctx);
     Ok(RedisValue::SimpleStringStatic("OK"))

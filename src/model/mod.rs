@@ -10,10 +10,12 @@
 //! happened and announcing them, so the stored record never disagrees with what reads showed.
 
 mod presence;
+mod rooms;
 #[cfg(test)]
 mod tests;
 
 pub use presence::{Presence, Rules};
+pub use rooms::{RoomChange, RoomEvent, RoomsSeen, Typing, SCOPE_HOLDER};
 
 use std::collections::BTreeMap;
 
@@ -45,7 +47,7 @@ impl Span {
 }
 
 /// One connected device of a user.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Device {
     pub connected_at: Millis,
     pub last_heartbeat: Millis,
@@ -58,6 +60,10 @@ pub struct Device {
     /// Orders devices that connected in the same millisecond: one more than the largest of the
     /// user's other devices when it connected.
     pub order: u64,
+    /// The rooms the device is in, each with the device's member data there (a JSON object).
+    pub rooms: BTreeMap<Vec<u8>, Option<String>>,
+    /// The room the device is typing in, until when.
+    pub typing: Option<Typing>,
 }
 
 impl Device {
@@ -159,7 +165,8 @@ pub struct Record {
     pub leaving: Option<Leaving>,
     /// The number of the latest event announced for this user.
     pub seq: u64,
-    /// The scopes (zone, org, room) the user is listed in while online, sorted and distinct.
+    /// The scopes (zone, org) the user is listed in while online, sorted and distinct: rooms the
+    /// user is in with every device.
     pub scopes: Vec<Vec<u8>>,
     /// The device that left last (with `last_seen`: "last seen on phone").
     pub last_device: Option<Vec<u8>>,
@@ -256,6 +263,13 @@ pub enum Reason {
     Idle,
     Active,
     Expired,
+    /// Room events only: a device joined or left a room, changed its member data there, started
+    /// or stopped typing by command.
+    Join,
+    Leave,
+    Data,
+    Typing,
+    Stopped,
 }
 
 impl Reason {
@@ -282,6 +296,11 @@ impl Reason {
             Reason::Idle => "idle",
             Reason::Active => "active",
             Reason::Expired => "expired",
+            Reason::Join => "join",
+            Reason::Leave => "leave",
+            Reason::Data => "data",
+            Reason::Typing => "typing",
+            Reason::Stopped => "stopped",
         }
     }
 }
@@ -369,6 +388,12 @@ pub fn next_seq(prev: u64, at: Millis) -> u64 {
 pub enum Refusal {
     /// The user already has this many connected devices.
     TooManyDevices(usize),
+    /// The device named is not connected.
+    NotConnected,
+    /// The device is already in this many rooms.
+    TooManyRooms(usize),
+    /// Neither the device nor the user (by a scope) is in the room.
+    NotInRoom,
 }
 
 impl Record {
@@ -438,7 +463,7 @@ impl Record {
 
     /// Places the user in `scopes` (replacing the ones they had) until they go offline.
     /// Returns whether they changed.
-    pub fn set_scopes(&mut self, mut scopes: Vec<Vec<u8>>) -> bool {
+    pub(super) fn set_scopes(&mut self, mut scopes: Vec<Vec<u8>>) -> bool {
         scopes.sort_unstable();
         scopes.dedup();
         let changed = scopes != self.scopes;

@@ -1,7 +1,8 @@
 //! How commands and time change a user's record, under the settings that decide it.
 
 use super::{
-    Device, Event, Leaving, Manual, Millis, Privacy, Reason, Record, Refusal, Span, Status, View,
+    Device, Event, Leaving, Manual, Millis, Privacy, Reason, Record, Refusal, RoomEvent, RoomsSeen,
+    Span, Status, View,
 };
 use std::borrow::Cow;
 use std::ops::{Deref, DerefMut};
@@ -30,6 +31,9 @@ pub struct Presence {
     pub rules: Rules,
     /// Events announced since the record was read (or since they were last taken), oldest first.
     pub events: Vec<Event>,
+    /// Room events likewise, and what the rooms' subscribers saw after the last of them.
+    pub room_events: Vec<RoomEvent>,
+    pub rooms_seen: RoomsSeen,
 }
 
 impl Deref for Presence {
@@ -52,14 +56,17 @@ enum Due {
     ManualEnds,
     Idle,
     GraceEnds,
+    TypingEnds(Vec<u8>),
 }
 
 impl Presence {
     pub fn new(record: Record, rules: Rules) -> Presence {
         Presence {
+            rooms_seen: record.rooms_seen(),
             record,
             rules,
             events: Vec::new(),
+            room_events: Vec::new(),
         }
     }
 
@@ -117,8 +124,8 @@ impl Presence {
     pub fn goes_idle_at(&self) -> Option<Millis> {
         self.idle_at().filter(|_| self.status != Status::Away)
     }
-    /// The moment the user's own timer fires: the end of the manual status, or the end of a grace
-    /// period. (Device deadlines have entries of their own in the due index, and going idle is
+    /// The moment the user's own timer fires: the end of the manual status, of a grace period, or
+    /// of a device's typing. (Device deadlines have entries of their own in the due index, and going idle is
     /// found through the listing of everyone, whose scores are the users' last activity.)
     pub fn user_timer(&self) -> Option<Millis> {
         self.manual
@@ -126,6 +133,7 @@ impl Presence {
             .and_then(|m| m.until)
             .into_iter()
             .chain(self.grace_ends())
+            .chain(self.typing_ends())
             .min()
     }
     /// The user as reads report them at `now`: as if settled then, without changing anything.
@@ -137,6 +145,7 @@ impl Presence {
         if self.next_change().is_some_and(|at| at <= now) {
             let mut settled = self.clone();
             settled.events.clear();
+            settled.room_events.clear();
             settled.settle(now);
             Cow::Owned(settled)
         } else {
@@ -203,6 +212,11 @@ impl Presence {
             if let Some(end) = self.grace_ends() {
                 consider(end, Due::GraceEnds);
             }
+            for (id, d) in &self.devices {
+                if let Some(typing) = &d.typing {
+                    consider(typing.until, Due::TypingEnds(id.clone()));
+                }
+            }
             let Some((at, due)) = next else {
                 return removed;
             };
@@ -237,6 +251,12 @@ impl Presence {
                         let since = self.last_seen.unwrap_or(leaving.at);
                         self.changed(leaving.reason, &leaving.device, at, since, false);
                     }
+                }
+                Due::TypingEnds(id) => {
+                    if let Some(d) = self.devices.get_mut(&id) {
+                        d.typing = None;
+                    }
+                    self.announce_rooms(Reason::Timeout, at);
                 }
             }
         }
@@ -291,6 +311,7 @@ impl Presence {
                 meta,
                 context: None,
                 order,
+                ..Device::default()
             },
         );
         self.last_active = Some(now);
@@ -342,6 +363,7 @@ impl Presence {
             meta: None,
             context: None,
             order: 0,
+            ..Device::default()
         };
         self.devices.insert(device.to_vec(), device_back);
     }
@@ -422,6 +444,19 @@ impl Presence {
     /// announce that when device events are on and the user is visible; if something else others
     /// see changed (`detail_changed`: the message, the scopes), announce that while visible.
     fn changed(
+        &mut self,
+        reason: Reason,
+        device: &[u8],
+        at: Millis,
+        since: Millis,
+        detail_changed: bool,
+    ) {
+        self.announce_status(reason, device, at, since, detail_changed);
+        self.announce_rooms(reason, at);
+    }
+
+    /// The user-level half of [`changed`](Presence::changed).
+    fn announce_status(
         &mut self,
         reason: Reason,
         device: &[u8],

@@ -376,6 +376,7 @@ fn huge_ttls_and_times_do_not_overflow() {
         meta: None,
         context: None,
         order: 0,
+        ..Device::default()
     };
     assert_eq!(d.deadline(), Millis::MAX);
     let mut r = Presence::default();
@@ -589,8 +590,9 @@ fn with_grace(ms: Millis) -> Presence {
 #[test]
 fn scopes_last_while_online_including_grace() {
     let mut r = with_grace(500);
-    r.connect(b"d", Span(60_000), None, None, 0, MAX).unwrap();
-    r.set_scopes(vec![b"b".to_vec(), b"a".to_vec(), b"b".to_vec()]);
+    let scopes = vec![b"b".to_vec(), b"a".to_vec(), b"b".to_vec()];
+    r.connect(b"d", Span(60_000), None, Some(scopes), 0, MAX)
+        .unwrap();
     assert_eq!(r.scopes, vec![b"a".to_vec(), b"b".to_vec()]);
     assert_eq!(r.listed(), Some(0));
     r.activity(50);

@@ -136,7 +136,13 @@ impl UserWrite {
     /// events as the `device-events` setting says.
     pub fn open(ctx: &Context, user: &[u8]) -> Result<UserWrite, RedisError> {
         let write = UserWrite::open_settling_at_most(ctx, user, usize::MAX)?;
-        listings::check_types(ctx, write.keys.slot, &write.before.scopes)?;
+        let rooms: Vec<Vec<u8>> = write
+            .before
+            .rooms()
+            .into_iter()
+            .map(<[u8]>::to_vec)
+            .collect();
+        listings::check_types(ctx, write.keys.slot, &rooms)?;
         Ok(write)
     }
 
@@ -174,8 +180,8 @@ impl UserWrite {
         &self.before
     }
 
-    /// Fails with WRONGTYPE, before anything changes, if a listing key of `scopes` (the user is
-    /// about to join them) holds another type.
+    /// Fails with WRONGTYPE, before anything changes, if a listing key of `scopes` (rooms the user
+    /// is about to join) holds another type.
     pub fn check_scopes(&self, ctx: &Context, scopes: &[Vec<u8>]) -> Result<(), RedisError> {
         listings::check_types(ctx, self.keys.slot, scopes)
     }
@@ -216,6 +222,7 @@ impl UserWrite {
             }
         }
         events::publish(ctx, &self.user, &self.presence.take_events());
+        events::publish_rooms(ctx, &self.user, &self.presence.take_room_events());
         repair && repaired
     }
 
