@@ -89,7 +89,7 @@ fn events_carry_message_scopes_and_meta_and_a_message_change_is_announced() {
         // Busy to busy with another message: announced, with the new message.
         assert_eq!((got[2].str("status"), got[2].str("prev")), ("busy", "busy"));
         assert_eq!(got[2].str("message"), "Lunch");
-        assert_eq!(got[2].int("seq"), got[1].int("seq") + 1);
+        assert!(got[2].int("seq") > got[1].int("seq"));
         // Going offline: no message, and the scopes they left.
         assert_eq!(got[3].str("status"), "offline");
         assert_eq!(got[3].payload["message"], serde_json::Value::Null);
