@@ -59,7 +59,7 @@ fn meta(rng: &mut Rng) -> Vec<u8> {
 
 /// One random call.
 fn call(rng: &mut Rng) -> Vec<Vec<u8>> {
-    let name: &[u8] = match rng.below(26) {
+    let name: &[u8] = match rng.below(31) {
         0..=3 => b"PRESENCE.ONLINE",
         4..=7 => b"PRESENCE.HEARTBEAT",
         8..=9 => b"PRESENCE.OFFLINE",
@@ -77,6 +77,11 @@ fn call(rng: &mut Rng) -> Vec<Vec<u8>> {
         22 => b"PRESENCE.GET",
         23 => b"PRESENCE.LIST",
         24 => b"PRESENCE.COUNT",
+        25 | 26 => b"PRESENCE.JOIN",
+        27 => b"PRESENCE.LEAVE",
+        28 => b"PRESENCE.TYPING",
+        29 => b"PRESENCE.ROOMS",
+        30 => b"PRESENCE.TYPERS",
         _ => b"PRESENCE.HEARTBEAT",
     };
     let mut args = vec![name.to_vec()];
@@ -88,6 +93,9 @@ fn call(rng: &mut Rng) -> Vec<Vec<u8>> {
             b"PRESENCE.SWEEP" | b"PRESENCE.LIST" | b"PRESENCE.COUNT" => 0,
             b"PRESENCE.ACTIVITY" => 1 + rng.below(2) as usize,
             b"PRESENCE.CONTEXT" => 3,
+            b"PRESENCE.JOIN" | b"PRESENCE.LEAVE" | b"PRESENCE.TYPING" => 3,
+            b"PRESENCE.ROOMS" => 1 + rng.below(2) as usize,
+            b"PRESENCE.TYPERS" => 1,
             b"PRESENCE.PRIVACY" => 1,
             b"PRESENCE.CONTACTS" => 1,
             _ => 2,
@@ -106,9 +114,19 @@ fn call(rng: &mut Rng) -> Vec<Vec<u8>> {
                 b"nap",
             ];
             args.push(statuses[rng.below(8) as usize].to_vec());
+        } else if name == b"PRESENCE.TYPERS" || i == 2 {
+            // A room: few names, so joins, typing and reads meet.
+            args.push(match rng.below(8) {
+                0 => b"NONE".to_vec(),
+                _ => id(rng, "s"),
+            });
         } else {
             args.push(id(rng, if i == 0 { "u" } else { "d" }));
         }
+    }
+    if name == b"PRESENCE.JOIN" && rng.below(2) == 0 {
+        args.push(b"DATA".to_vec());
+        args.push(meta(rng));
     }
     if name == b"PRESENCE.CONTACTS" {
         let actions: [&[u8]; 4] = [b"ADD", b"rem", b"LIST", b"DROP"];
@@ -162,6 +180,10 @@ fn call(rng: &mut Rng) -> Vec<Vec<u8>> {
                 args.push(number(rng));
             }
             4 => args.push(b"TTL".to_vec()),
+            5 => {
+                let flags: [&[u8]; 3] = [b"WITHDEVICES", b"WITHSCOPES", b"withdevices"];
+                args.push(flags[rng.below(3) as usize].to_vec());
+            }
             _ => {
                 let len = rng.below(10) as usize;
                 args.push(rng.bytes(len));

@@ -124,6 +124,12 @@ fn vandalism(rng: &mut Rng, con: &mut redis::Connection) -> Vec<Vec<u8>> {
         "dev:d1",
         "meta:d0",
         "ctx:d0",
+        "room:2:d0:s",
+        "room:2:d1:r",
+        "room:9:d0:s",
+        "room:",
+        "typing:d0",
+        "typing:d1",
         "scope:s",
         "scope:",
         "dev:",
@@ -158,7 +164,19 @@ fn presence_call(rng: &mut Rng) -> Vec<Vec<u8>> {
     let user = rng.pick(&USERS).as_bytes().to_vec();
     let device = format!("d{}", rng.below(2)).into_bytes();
     let b = |s: &str| s.as_bytes().to_vec();
-    match rng.below(18) {
+    match rng.below(24) {
+        18 | 19 => vec![
+            b("PRESENCE.JOIN"),
+            user,
+            device,
+            b(rng.pick(&["s", "r"])),
+            b("DATA"),
+            b(r#"{"k":1}"#),
+        ],
+        20 => vec![b("PRESENCE.TYPING"), user, device, b(rng.pick(&["s", "r", "NONE"]))],
+        21 => vec![b("PRESENCE.LEAVE"), user, device, b("r")],
+        22 => vec![b("PRESENCE.TYPERS"), b(rng.pick(&["s", "r"]))],
+        23 => vec![b("PRESENCE.ROOMS"), user, device],
         0 | 1 => vec![
             b("PRESENCE.ONLINE"),
             user,
@@ -205,7 +223,13 @@ fn presence_call(rng: &mut Rng) -> Vec<Vec<u8>> {
             b("u1"),
         ],
         15 => vec![b("PRESENCE.BULK"), user, b("VIEWER"), b("u1"), b("WITHDEVICE")],
-        16 => vec![b("PRESENCE.LIST"), b("SCOPE"), b("s"), b("WITHSCOPES")],
+        16 => vec![
+            b("PRESENCE.LIST"),
+            b("SCOPE"),
+            b(rng.pick(&["s", "r"])),
+            b("WITHSCOPES"),
+            b("WITHDEVICES"),
+        ],
         _ => vec![b("PRESENCE.CONTEXT"), user, device, b("c1")],
     }
 }

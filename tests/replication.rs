@@ -7,7 +7,8 @@ use common::*;
 use std::time::Duration;
 
 /// A mixed workload: connects with META and TTLs, heartbeats, clean departures, devices that time
-/// out and are settled by later writes, refusals, binary ids, MULTI/EXEC and a Lua script.
+/// out and are settled by later writes, rooms and typing, refusals, binary ids, MULTI/EXEC and a
+/// Lua script.
 fn workload(con: &mut redis::Connection) {
     for i in 0..40 {
         let user = format!("user:{i:04}");
@@ -31,6 +32,32 @@ fn workload(con: &mut redis::Connection) {
         if i % 7 == 0 {
             // The hot path: a connected device keeping its TTL.
             run(con, &["PRESENCE.HEARTBEAT", &user, "phone"]).unwrap();
+        }
+        // Rooms: joined with and without data, left, typed in; the short-lived web device's
+        // rooms and typing go with it when it times out.
+        let room = format!("room:{}", i % 4);
+        run(
+            con,
+            &[
+                "PRESENCE.JOIN",
+                &user,
+                "phone",
+                &room,
+                "DATA",
+                &format!(r#"{{"i":{i}}}"#),
+            ],
+        )
+        .unwrap();
+        if i % 2 == 0 {
+            let other = format!("room:{}", i % 3);
+            run(con, &["PRESENCE.JOIN", &user, "web", &other]).unwrap();
+            run(con, &["PRESENCE.TYPING", &user, "web", &other]).unwrap();
+        }
+        if i % 6 == 0 {
+            run(con, &["PRESENCE.LEAVE", &user, "phone", &room]).unwrap();
+        } else if i % 4 == 1 {
+            run(con, &["PRESENCE.TYPING", &user, "phone", &room]).unwrap();
+            run(con, &["PRESENCE.TYPING", &user, "phone", "NONE"]).unwrap();
         }
         if i % 5 == 0 {
             run(con, &["PRESENCE.OFFLINE", &user, "phone"]).unwrap();

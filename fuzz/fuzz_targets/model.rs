@@ -115,7 +115,7 @@ fn model(data: &[u8]) {
     let mut now: i64 = 1_700_000_000_000;
     let mut last_seq = 0;
     for step in data.chunks(3) {
-        let op = step[0] % 10;
+        let op = step[0] % 12;
         let device = [b'a' + step.get(1).copied().unwrap_or(0) % 5];
         let jump = i64::from(step.get(2).copied().unwrap_or(0)) * 7;
         now += jump;
@@ -161,17 +161,43 @@ fn model(data: &[u8]) {
             8 => {
                 record.set_context(&device, Some(vec![step[0]]));
             }
+            9 => {
+                // Rooms named like the devices, so scopes (op 1) and joins meet.
+                let room = [b'a' + step[0] / 12 % 5];
+                let data = (jump % 3 == 0).then(|| "{\"d\":1}".to_string());
+                let _ = record.join(&device, &room, data, now, 2);
+            }
+            10 => {
+                let room = [b'a' + step[0] / 12 % 5];
+                let _ = record.leave(&device, &room, now);
+            }
+            11 => {
+                let room = [b'a' + step[0] / 12 % 5];
+                let typing = (step[0] / 12 % 2 == 0).then_some(&room[..]);
+                let _ = record.type_in(&device, typing, Span(50 + jump), now);
+            }
             _ => {}
         }
 
-        for event in &record.take_events() {
-            // The first from the time (model::next_seq), then one more each.
-            let expected = model::next_seq(last_seq, event.ts);
-            assert_eq!(
-                event.seq, expected,
-                "seq must start from the time, then grow by one"
-            );
-            last_seq = event.seq;
+        // User events and room events share one sequence: the first from the time
+        // (model::next_seq), then one more each.
+        let mut seqs: Vec<(u64, i64)> = record.take_events().iter().map(|e| (e.seq, e.ts)).collect();
+        let room_events = record.take_room_events();
+        seqs.extend(room_events.iter().map(|e| (e.seq, e.ts)));
+        seqs.sort_unstable();
+        for (seq, ts) in seqs {
+            let expected = model::next_seq(last_seq, ts);
+            assert_eq!(seq, expected, "seq must start from the time, then grow by one");
+            last_seq = seq;
+        }
+        for event in &room_events {
+            // Nothing of a user who looks offline is announced to a room, but their leaving.
+            let leaving = event.change == model::RoomChange::Leave
+                || (event.change == model::RoomChange::Typing && !event.typing);
+            assert!(leaving || event.status != Status::Offline, "{event:?}");
+        }
+        if record.devices.is_empty() && record.leaving.is_none() {
+            assert!(record.rooms().is_empty(), "an offline user is in no room");
         }
         assert!(record.devices.len() <= 3);
 
