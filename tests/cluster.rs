@@ -147,6 +147,71 @@ fn per_user_events_come_from_the_owner_and_the_global_channel_reaches_every_node
     });
 }
 
+#[test]
+fn a_rooms_members_live_on_every_master_and_its_channel_reaches_any_node() {
+    on_each_cluster(&["away-after", "0"], |cluster| {
+        let masters: Vec<u16> = cluster.masters().into_iter().map(|(p, _)| p).collect();
+        // A subscriber on one node hears the room's members from every master.
+        let mut hall = Subscriber::on(
+            cluster.con(masters[0]),
+            "SUBSCRIBE",
+            &[b"presence:room:hall"],
+        );
+        let mut con = cluster.client();
+        let users: Vec<String> = (0..24).map(|i| format!("member:{i}")).collect();
+        for (i, user) in users.iter().enumerate() {
+            q(&mut con, &["PRESENCE.ONLINE", user, "phone"]).unwrap();
+            let data = format!(r#"{{"seat":{i}}}"#);
+            q(
+                &mut con,
+                &["PRESENCE.JOIN", user, "phone", "hall", "DATA", &data],
+            )
+            .unwrap();
+        }
+        let owners: std::collections::BTreeSet<u16> = users
+            .iter()
+            .map(|u| cluster.owner(keys::slot(u.as_bytes())))
+            .collect();
+        assert_eq!(owners.len(), 3, "the members live on every master");
+        let joins = hall.take(24, WAIT);
+        let mut joined: Vec<String> = joins.iter().map(|m| m.str("user").to_owned()).collect();
+        joined.sort();
+        let mut expected = users.clone();
+        expected.sort();
+        assert_eq!(joined, expected);
+        assert!(joins
+            .iter()
+            .all(|m| m.str("event") == "join" && m.str("room") == "hall"));
+        // Each master lists and counts its own members; together, the whole room.
+        assert_eq!(count_everywhere(cluster, Some("hall")), 24);
+        let mut listed: Vec<String> = list_everywhere(cluster, Some("hall"))
+            .into_iter()
+            .map(|(u, _)| u)
+            .collect();
+        listed.sort();
+        assert_eq!(listed, expected);
+        // Single-user room commands go to the owner through the cluster client.
+        q(&mut con, &["PRESENCE.TYPING", &users[0], "phone", "hall"]).unwrap();
+        q(&mut con, &["PRESENCE.TYPING", &users[1], "phone", "hall"]).unwrap();
+        let mut typers = Vec::new();
+        for &port in &masters {
+            let reply = q(&mut cluster.con(port), &["PRESENCE.TYPERS", "hall"]).unwrap();
+            typers.extend(array(&reply).iter().map(|pair| text(&array(pair)[0])));
+        }
+        typers.sort();
+        assert_eq!(typers, vec![users[0].clone(), users[1].clone()]);
+        let rooms = q(&mut con, &["PRESENCE.ROOMS", &users[2], "phone"]).unwrap();
+        assert_eq!(text(&array(&array(&rooms)[0])[1]), r#"{"seat":2}"#);
+        q(&mut con, &["PRESENCE.LEAVE", &users[2], "phone", "hall"]).unwrap();
+        assert_eq!(count_everywhere(cluster, Some("hall")), 23);
+        let leave = hall.take(3, WAIT);
+        assert_eq!(
+            leave.last().map(|m| (m.str("event"), m.str("user"))),
+            Some(("leave", users[2].as_str()))
+        );
+    });
+}
+
 /// Heartbeats every device of `users` through the cluster client until `stop`, counting replies
 /// that were not 1 (a device the node did not know) and errors that lasted.
 fn heartbeat_until(
