@@ -219,6 +219,69 @@ def throughput(module, sizes, pipeline):
     return server.version, rows
 
 
+def rooms(module, sizes):
+    """Rooms, native and scripted, each on a fresh server holding `memory_users` users in the
+    FastAPI shape (everyone listed, each user in one of 100 zones and one of 10 orgs): memory per
+    user; memory per further membership, in rooms of a thousand members and in one room of every
+    user; JOIN and LEAVE against a refreshing ONLINE; the first page and the count of the room of
+    every user. Returns {(measure, kind): value}."""
+    n, out = sizes["memory_users"], {}
+    uid = "user:%012d"
+    for kind in ("native", "Lua"):
+        server = Server(module)
+        conn = server.conn
+        shas = {name: script_sha(conn, name + ".lua") for name in ("online", "join", "leave")}
+
+        def join(i, room):
+            if kind == "native":
+                return encode("PRESENCE.JOIN", uid % i, "d1", room)
+            return encode("EVALSHA", shas["join"], 0, uid % i, "d1", room)
+
+        base = used_memory(conn)
+        if kind == "native":
+            errors = conn.pipeline(
+                encode("PRESENCE.ONLINE", uid % i, "d1", "TTL", LONG_TTL, "SCOPE",
+                       "zone:%d" % (i % 100), "org:%d" % (i % 10)) for i in range(n))
+        else:
+            errors = load_lua(conn, shas["online"], "user:", 0, n)
+            errors += conn.pipeline(join(i, "zone:%d" % (i % 100)) for i in range(n))
+            errors += conn.pipeline(join(i, "org:%d" % (i % 10)) for i in range(n))
+        shaped = used_memory(conn)
+        errors += conn.pipeline(join(i, "team:%d" % (i % 1000)) for i in range(n))
+        teams = used_memory(conn)
+        errors += conn.pipeline(join(i, "hall") for i in range(n))
+        hall = used_memory(conn)
+        assert errors == 0, "loading failed"
+        out[("bytes per user, FastAPI shape", kind)] = (shaped - base) / n
+        out[("bytes per further membership, rooms of %d" % (n // 1000), kind)] = (teams - shaped) / n
+        out[("bytes per further membership, one room of %d" % n, kind)] = (hall - teams) / n
+
+        page = (["PRESENCE.LIST", "SCOPE", "hall", "LIMIT", "100"] if kind == "native"
+                else ["ZREVRANGE", "lua:room:hall", "0", "99", "WITHSCORES"])
+        count = ["PRESENCE.COUNT", "SCOPE", "hall"] if kind == "native" else ["ZCARD", "lua:room:hall"]
+        for name, call in (("first page of 100, room of %d, median ms" % n, page),
+                           ("count, room of %d, median ms" % n, count)):
+            took = []
+            for _ in range(200):
+                start = time.perf_counter()
+                conn.call(*call)
+                took.append((time.perf_counter() - start) * 1000)
+            out[(name, kind)] = sorted(took)[len(took) // 2]
+
+        online = (["PRESENCE.ONLINE", "user:__rand_int__", "d1", "TTL", LONG_TTL] if kind == "native"
+                  else ["EVALSHA", shas["online"], 0, "user:__rand_int__", "d1", LONG_TTL, RETENTION])
+        joins = (["PRESENCE.JOIN", "user:__rand_int__", "d1", "room:__rand_int__"] if kind == "native"
+                 else ["EVALSHA", shas["join"], 0, "user:__rand_int__", "d1", "room:__rand_int__"])
+        leaves = (["PRESENCE.LEAVE", "user:__rand_int__", "d1", "hall"] if kind == "native"
+                  else ["EVALSHA", shas["leave"], 0, "user:__rand_int__", "d1", "hall"])
+        for pipeline in (1, 16):
+            for name, args in (("ONLINE (refresh)", online), ("JOIN", joins), ("LEAVE", leaves)):
+                rps, _, _ = benchmark(server.port, args, sizes["requests"] // 2, pipeline, n)
+                out[("%s ops/s, pipeline %d" % (name, pipeline), kind)] = rps
+        server.stop()
+    return out
+
+
 def mass_expiry(server, sizes):
     """`expiring` devices pass their deadline together among `users` online; returns the time
     until the last offline event arrived, and the worst PING round trip meanwhile."""
@@ -414,6 +477,16 @@ def main():
     print("| %d devices expiring together: last offline event after | %.0f ms |" % (sizes["expiring"], took * 1000))
     print("| worst PING round trip meanwhile | %.2f ms |" % (worst_ping * 1000))
     print("| idle server CPU over %d s, nothing expiring | %.2f %% of a core |" % (sizes["idle"], idle))
+
+    # Rooms, in the shape of the FastAPI presence manager the module replaces.
+    measured = rooms(args.module, sizes)
+    print()
+    print("| rooms, %d users | native | Lua |" % n)
+    print("|---|---|---|")
+    for name in dict.fromkeys(name for name, _ in measured):
+        native, lua = measured[(name, "native")], measured[(name, "Lua")]
+        form = "%.3f" if name.endswith(" ms") else "%.0f"
+        print(("| %s | " + form + " | " + form + " |") % (name, native, lua))
 
 
 if __name__ == "__main__":
