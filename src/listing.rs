@@ -57,10 +57,11 @@ impl Members {
     }
 }
 
-/// The members' scores of every non-empty listing, by scope (`None`: everyone).
+/// The members' scores of every non-empty listing: everyone's, and each room's (scopes included).
 #[derive(Debug, Default)]
 pub struct Directory {
-    listings: HashMap<Option<Vec<u8>>, Members>,
+    everyone: Members,
+    rooms: HashMap<Vec<u8>, Members>,
 }
 
 impl Directory {
@@ -93,11 +94,25 @@ impl Directory {
     }
 
     fn update(&mut self, scope: Option<&[u8]>, slot: u16, change: impl FnOnce(&mut Vec<Millis>)) {
-        let key = scope.map(<[u8]>::to_vec);
-        let members = self.listings.entry(key.clone()).or_default();
-        members.update(slot, change);
-        if members.per_slot.is_empty() {
-            self.listings.remove(&key);
+        let Some(room) = scope else {
+            self.everyone.update(slot, change);
+            return;
+        };
+        // Looked up by the borrowed name: the hot path (a member moving) allocates nothing.
+        match self.rooms.get_mut(room) {
+            Some(members) => {
+                members.update(slot, change);
+                if members.per_slot.is_empty() {
+                    self.rooms.remove(room);
+                }
+            }
+            None => {
+                let mut members = Members::default();
+                members.update(slot, change);
+                if !members.per_slot.is_empty() {
+                    self.rooms.insert(room.to_vec(), members);
+                }
+            }
         }
     }
 
@@ -105,31 +120,31 @@ impl Directory {
         self.members(scope).map_or(0, |m| m.total)
     }
 
-    /// How many scopes have members.
+    /// How many rooms (scopes included) have members.
     pub fn scopes(&self) -> usize {
-        self.listings.keys().filter(|scope| scope.is_some()).count()
+        self.rooms.len()
     }
 
-    /// The scopes with members in `slot`.
+    /// The rooms (scopes included) with members in `slot`.
     pub fn scopes_in_slot(&self, slot: u16) -> Vec<Vec<u8>> {
-        self.listings
+        self.rooms
             .iter()
-            .filter_map(|(scope, members)| {
-                let scope = scope.as_ref()?;
-                members.per_slot.contains_key(&slot).then(|| scope.clone())
-            })
+            .filter(|(_, members)| members.per_slot.contains_key(&slot))
+            .map(|(room, _)| room.clone())
             .collect()
     }
 
     /// The listing's members, if it has any.
     pub fn members(&self, scope: Option<&[u8]>) -> Option<&Members> {
-        // HashMap lookups need the owned key form; scopes are short.
-        self.listings.get(&scope.map(<[u8]>::to_vec))
+        match scope {
+            None => Some(&self.everyone).filter(|m| !m.per_slot.is_empty()),
+            Some(room) => self.rooms.get(room),
+        }
     }
 
     /// Forgets everything, memory included.
     pub fn clear(&mut self) {
-        self.listings = HashMap::new();
+        *self = Directory::default();
     }
 }
 

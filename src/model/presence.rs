@@ -25,15 +25,23 @@ pub struct Rules {
 
 /// A user's record under the [`Rules`], as commands and time change it. The events its changes
 /// announce pile up until [`take_events`](Presence::take_events) hands them out.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Presence {
     pub record: Record,
     pub rules: Rules,
     /// Events announced since the record was read (or since they were last taken), oldest first.
     pub events: Vec<Event>,
-    /// Room events likewise, and what the rooms' subscribers saw after the last of them.
+    /// Room events likewise, and what the rooms' subscribers saw after the last of them (`None`:
+    /// a record read only to be shown, whose changes are not announced).
     pub room_events: Vec<RoomEvent>,
-    pub rooms_seen: RoomsSeen,
+    pub rooms_seen: Option<RoomsSeen>,
+}
+
+impl Default for Presence {
+    /// A user with no record yet, under the default rules, to be changed.
+    fn default() -> Presence {
+        Presence::new(Record::default(), Rules::default())
+    }
 }
 
 impl Deref for Presence {
@@ -60,13 +68,24 @@ enum Due {
 }
 
 impl Presence {
+    /// A user's record under `rules`, to be changed: what its rooms' subscribers see is noted, so
+    /// that each change announces its difference.
     pub fn new(record: Record, rules: Rules) -> Presence {
         Presence {
-            rooms_seen: record.rooms_seen(),
+            rooms_seen: Some(record.rooms_seen()),
+            ..Presence::to_show(record, rules)
+        }
+    }
+
+    /// A user's record under `rules`, read to be shown: settling a copy for a read announces no
+    /// room event, so nothing is noted (a read need not pay for it).
+    pub fn to_show(record: Record, rules: Rules) -> Presence {
+        Presence {
             record,
             rules,
             events: Vec::new(),
             room_events: Vec::new(),
+            rooms_seen: None,
         }
     }
 

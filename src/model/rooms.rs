@@ -268,18 +268,21 @@ impl Presence {
     /// Announces what the rooms' subscribers see change since the last announcement, caused by
     /// `reason` at `at`.
     pub(super) fn announce_rooms(&mut self, reason: Reason, at: Millis) {
+        let Some(before) = &self.rooms_seen else {
+            return; // a record read to be shown
+        };
         let seen = self.record.rooms_seen();
-        if seen == self.rooms_seen {
+        if &seen == before {
             return;
         }
         let mut seq = self.record.seq;
-        let events = differences(&self.rooms_seen, &seen, reason, at, || {
+        let events = differences(before, &seen, reason, at, || {
             seq = super::next_seq(seq, at);
             seq
         });
         self.record.seq = seq;
         self.room_events.extend(events);
-        self.rooms_seen = seen;
+        self.rooms_seen = Some(seen);
     }
 
     /// The room events announced so far, oldest first; none are left.

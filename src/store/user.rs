@@ -80,7 +80,7 @@ pub fn read(
     now: Millis,
 ) -> Result<Presence, RedisError> {
     let record = UserKeys::open(ctx, user, false, false)?.read(user, with_meta, now);
-    Ok(Presence::new(record, rules()))
+    Ok(Presence::to_show(record, rules()))
 }
 
 /// The hot path of HEARTBEAT: a connected device keeping its TTL only moves its deadline, one
