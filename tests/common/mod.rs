@@ -333,6 +333,11 @@ impl Server {
     }
 
     /// A RESP2 connection.
+    /// The server's address, as a `redis://` URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     pub fn con(&self) -> Connection {
         self.try_con().expect("connect")
     }
