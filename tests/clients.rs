@@ -7,15 +7,15 @@ use common::cluster::*;
 use common::*;
 use std::process::Command;
 
-/// Runs test modules of the Python client with one extra environment variable (the server or
+/// Runs test modules of the Python client with extra environment variables (the server or
 /// cluster they use), and fails with their output unless every test ran and passed.
-fn python_tests(what: &str, modules: &[&str], (name, value): (&str, &str)) {
+fn python_tests(what: &str, modules: &[&str], env: &[(&str, &str)]) {
     let output = Command::new("python3")
         .args(["-m", "unittest", "-v"])
         .args(modules)
         .current_dir(root().join("clients/python/tests"))
         .env("PYTHONPATH", python_path())
-        .env(name, value)
+        .envs(env.iter().copied())
         .output()
         .expect("python3");
     let text = format!(
@@ -48,20 +48,25 @@ fn the_python_client_passes_its_tests_on_each_server() {
         python_tests(
             &what,
             &["test_protocol", "test_client"],
-            ("REDIS_URL", server.url()),
+            &[("REDIS_URL", server.url())],
         );
     }
 }
 
 #[test]
-fn the_python_client_reaches_every_master_of_a_cluster_without_redirections() {
+fn the_python_client_reaches_every_master_of_a_cluster_and_follows_resharding_and_failover() {
     if skip_on_external("needs a cluster of its own") {
         return;
     }
     on_each_cluster(&[], |cluster| {
         let node = format!("127.0.0.1:{}", cluster.ports()[0]);
+        let dir = cluster.dir.to_string_lossy().to_string();
         let what = format!("{:?} cluster", cluster.kind);
-        python_tests(&what, &["test_cluster"], ("PRESENCE_CLUSTER", &node));
+        let env = [
+            ("PRESENCE_CLUSTER", node.as_str()),
+            ("PRESENCE_CLUSTER_DIR", &dir),
+        ];
+        python_tests(&what, &["test_cluster"], &env);
     });
 }
 

@@ -1,16 +1,25 @@
 """The client against a Redis Cluster (PRESENCE_CLUSTER names one node, `host:port`): single-user
 calls reach the owning master directly, multi-user and node-wide reads cover every master."""
 
+import contextlib
 import os
+import signal
+import subprocess
+import time
 import unittest
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from redis.cluster import RedisCluster
 
-from redis_presence import Presence, key_slot
+from redis_presence import Event, Presence, Subscription, key_slot, user_channel
 
 NODE = os.environ.get("PRESENCE_CLUSTER")
+# The cluster's directory (scripts/cluster.sh --dir), to move slots and kill nodes.
+CLUSTER_DIR = os.environ.get("PRESENCE_CLUSTER_DIR")
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def moved(rc: Any) -> int:
@@ -65,6 +74,104 @@ class Cluster(unittest.TestCase):
         for user in users:
             self.pr.offline(user, "phone")
         self.assertEqual(self.pr.count(room), 0)
+
+    def test_subscription_follows_a_moved_slot_and_a_failover(self) -> None:
+        """Runs last (by name): it kills a master."""
+        if CLUSTER_DIR is None:
+            self.skipTest("PRESENCE_CLUSTER_DIR names no cluster directory")
+        user = "mover-" + uuid.uuid4().hex[:8]
+        slot = key_slot(user)
+        sub = self.pr.subscribe(users=[user])
+        try:
+            self.pr.online(user, "d1")
+            self.assertEqual(next_status(sub, "online"), "online")
+            owner = self.rc.nodes_manager.get_node_from_slot(slot).port
+            other = next(n.port for n in self.rc.get_primaries() if n.port != owner)
+            subprocess.run(
+                [
+                    "bash",
+                    str(ROOT / "scripts/cluster.sh"),
+                    "move-slot",
+                    str(slot),
+                    str(other),
+                    "--dir",
+                    CLUSTER_DIR,
+                ],
+                check=True,
+                capture_output=True,
+            )
+            # The old owner unsubscribed the subscriber: it subscribes again on the new one.
+            # (What is published in between is lost, as pub/sub loses it: the test waits.)
+            self.assertTrue(self.subscribed_on_owner(sub, user, 15), "not on the new owner")
+            self.assertGreaterEqual(sub.resubscriptions, 1)
+            self.pr.status(user, "busy")
+            self.assertEqual(next_status(sub, "busy"), "busy", self.diagnosis(sub, user))
+            # The new owner fails; its replica takes over, and the subscription follows.
+            pid = (Path(CLUSTER_DIR) / str(other) / "server.pid").read_text().strip()
+            os.kill(int(pid), signal.SIGKILL)
+            self.assertTrue(self.subscribed_on_owner(sub, user, 40), "not on the promoted replica")
+            retry(lambda: self.pr.status(user, "away"), seconds=30)
+            self.assertEqual(next_status(sub, "away"), "away", self.diagnosis(sub, user))
+        finally:
+            sub.close()
+
+    def diagnosis(self, sub: Subscription, user: str) -> str:
+        """Where the subscription stands, for a failure message."""
+        counts = {}
+        for node in self.rc.get_primaries():
+            with contextlib.suppress(Exception):
+                reply = self.rc.get_redis_connection(node).execute_command(
+                    "PUBSUB", "SHARDNUMSUB", user_channel(user)
+                )
+                counts[node.port] = int(reply[1])
+        owner = self.rc.nodes_manager.get_node_from_slot(key_slot(user)).port
+        return (
+            f"subscribers per master {counts}, owner {owner}, resubscriptions "
+            f"{sub.resubscriptions}, lost {sub.lost}, pubsubs {len(sub.pubsubs)}, "
+            f"status {self.pr.get(user).status}"
+        )
+
+    def subscribed_on_owner(self, sub: Subscription, user: str, seconds: float) -> bool:
+        """Reads the subscription (so it notices what happened) until the master that owns the
+        user's slot now counts a subscriber on the user's channel."""
+        channel = user_channel(user)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            list(sub.events(timeout=0.3))
+            try:
+                self.rc.nodes_manager.initialize()
+                node = self.rc.nodes_manager.get_node_from_slot(key_slot(user))
+                reply = self.rc.get_redis_connection(node).execute_command(
+                    "PUBSUB", "SHARDNUMSUB", channel
+                )
+                if int(reply[1]) >= 1:
+                    return True
+            except Exception:  # the cluster is failing over
+                time.sleep(0.3)
+        return False
+
+
+def next_status(sub: Subscription, wanted: str, seconds: float = 15) -> str | None:
+    """The status of the first user event with status `wanted` within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for event in sub.events(timeout=0.5):
+            if isinstance(event, Event) and event.status == wanted:
+                return event.status
+    return None
+
+
+def retry(call: Callable[[], Any], seconds: float) -> None:
+    """Calls until it succeeds (the cluster is failing over), at most `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            call()
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 if __name__ == "__main__":

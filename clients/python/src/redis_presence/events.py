@@ -3,9 +3,13 @@ channels; each payload parsed into a typed event, and repeats dropped by `seq`."
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
+
+import redis
+import redis.exceptions
 
 from . import _protocol as p
 from ._protocol import Event, Id, RoomEvent
@@ -30,7 +34,16 @@ class Deduplicator:
 
 
 class Subscription:
-    """Events of everyone, of some users and of some rooms: iterate `events()`, then `close()`."""
+    """Events of everyone, of some users and of some rooms: iterate `events()`, then `close()`.
+
+    On a cluster, each user channel is subscribed on the master that owns its slot (with one
+    connection per master), and the global and room channels on one master (`PUBLISH` reaches
+    every node). The subscription stays subscribed through what a cluster does: a master that
+    loses a slot unsubscribes the subscribers of its channels (an `sunsubscribe` the client did
+    not ask for), and a master that fails takes its connections with it; either way the
+    subscription reads the cluster's map again and subscribes anew, on the channels' current
+    owners. Messages published meanwhile are lost, as pub/sub loses them (`events-stream`, or a
+    read after resubscribing, covers them)."""
 
     def __init__(
         self,
@@ -41,14 +54,67 @@ class Subscription:
         rooms: Sequence[Id] = (),
         channel: str = p.EVENTS_CHANNEL,
     ) -> None:
-        self.pubsub = client.pubsub()
+        self.client = client
         self.dedup = Deduplicator()
-        channels = ([channel] if everyone else []) + [p.room_channel(r) for r in rooms]
-        if channels:
-            self.pubsub.subscribe(*channels)
+        self.channels: list[bytes] = [p._bytes(channel)] if everyone else []
+        self.channels += [p.room_channel(r) for r in rooms]
         self.user_channels = [p.user_channel(u) for u in users]
-        if self.user_channels:
-            self.pubsub.ssubscribe(*self.user_channels)
+        self.resubscriptions = 0
+        # Set while a resubscription is due and has not succeeded yet (the cluster is settling).
+        self.lost = False
+        self.pubsubs: list[Any] = self._subscribe()
+        self._turn = 0
+
+    def _subscribe(self) -> list[Any]:
+        """One pubsub per node the channels live on (the server's own, when not a cluster)."""
+        manager = getattr(self.client, "nodes_manager", None)
+        if manager is None:
+            pubsub = self.client.pubsub()
+            if self.channels:
+                pubsub.subscribe(*self.channels)
+            if self.user_channels:
+                pubsub.ssubscribe(*self.user_channels)
+            return [pubsub]
+        by_node: dict[str, tuple[Any, list[bytes]]] = {}
+        for ch in self.user_channels:
+            node = manager.get_node_from_slot(p.key_slot(ch))
+            by_node.setdefault(node.name, (node, []))[1].append(ch)
+        pubsubs = []
+        for node, channels in by_node.values():
+            pubsub = self._own_connection(node).pubsub()
+            pubsub.ssubscribe(*channels)
+            pubsubs.append(pubsub)
+        if self.channels:
+            pubsub = self._own_connection(self.client.get_primaries()[0]).pubsub()
+            pubsub.subscribe(*self.channels)
+            pubsubs.append(pubsub)
+        return pubsubs
+
+    def _own_connection(self, node: Any) -> Any:
+        """A client of `node` with a pool of its own, with the cluster client's settings: the
+        cluster client marks the connections of its pools for reconnection whenever it reads
+        the cluster's map again, which would drop what arrives on a subscription meanwhile."""
+        shared = self.client.get_redis_connection(node).connection_pool
+        pool = redis.ConnectionPool(
+            connection_class=shared.connection_class, **shared.connection_kwargs
+        )
+        return redis.Redis(connection_pool=pool)
+
+    def _resubscribe(self) -> None:
+        """Subscribes anew on the channels' current owners."""
+        self._close_pubsubs()
+        manager = getattr(self.client, "nodes_manager", None)
+        if manager is not None:
+            manager.initialize()
+        self.pubsubs = self._subscribe()
+        self.resubscriptions += 1
+
+    def _resubscribe_when_possible(self) -> None:
+        self.lost = True
+        # The cluster may still be settling: until this succeeds, each read tries again.
+        with contextlib.suppress(redis.exceptions.RedisError, OSError):
+            self._resubscribe()
+            self.lost = False
 
     def events(self, timeout: float | None = None) -> Iterator[AnyEvent]:
         """The events as they come, without repeats; stops after `timeout` seconds with nothing
@@ -68,16 +134,39 @@ class Subscription:
                 yield event
 
     def _next(self, wait: float) -> dict[str, Any] | None:
-        message = self.pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
-        if message is None and self.user_channels:
-            message = (
-                self.pubsub.get_sharded_message(ignore_subscribe_messages=True, timeout=wait)
-                if hasattr(self.pubsub, "get_sharded_message")
-                else None
-            )
-        if message is None or message.get("type") not in ("message", "smessage"):
+        if self.lost or not self.pubsubs:
+            time.sleep(wait)
+            if self.lost:
+                self._resubscribe_when_possible()
+            return None
+        self._turn = (self._turn + 1) % len(self.pubsubs)
+        pubsub = self.pubsubs[self._turn]
+        try:
+            message = pubsub.get_message(timeout=wait / len(self.pubsubs))
+        except (OSError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            self._resubscribe_when_possible()
+            return None
+        if message is None:
+            return None
+        kind = p.text(message.get("type"))
+        if kind == "sunsubscribe" and p._bytes(message.get("channel") or b"") in self._wanted():
+            # The server dropped a channel of ours: its slot moved.
+            self._resubscribe_when_possible()
+            return None
+        if kind not in ("message", "smessage"):
             return None
         return dict(message)
 
+    def _wanted(self) -> set[bytes]:
+        return set(self.user_channels)
+
+    def _close_pubsubs(self) -> None:
+        for pubsub in self.pubsubs:
+            with contextlib.suppress(Exception):  # the connection may be gone already
+                pubsub.close()
+                if pubsub.connection_pool is not getattr(self.client, "connection_pool", None):
+                    pubsub.connection_pool.disconnect()
+        self.pubsubs = []
+
     def close(self) -> None:
-        self.pubsub.close()
+        self._close_pubsubs()
