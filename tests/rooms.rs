@@ -462,3 +462,35 @@ fn a_room_cursor_stays_valid_while_members_come_and_go() {
         assert_eq!(members(&mut con, &room, 1000).len(), 29);
     });
 }
+
+#[test]
+fn the_reconciliation_keeps_the_members_that_devices_brought_into_a_room() {
+    on_each_server(&["sweep-interval", "10"], |srv| {
+        if skip_on_external("waits for whole reconciliation passes of the server") {
+            return;
+        }
+        let mut con = srv.con();
+        let room = unique("kept");
+        let users: Vec<String> = (0..5).map(|i| unique(&format!("k{i}"))).collect();
+        for user in &users {
+            run(&mut con, &["PRESENCE.ONLINE", user, "d"]).unwrap();
+            run(&mut con, &["PRESENCE.JOIN", user, "d", &room]).unwrap();
+        }
+        let (passes, repairs) = (
+            info_field(&mut con, "reconcile_passes"),
+            info_field(&mut con, "repairs"),
+        );
+        // The reconciliation checks each listing entry against its member's record: a room
+        // joined by a device is in the record's device fields, not among its scopes.
+        assert!(wait_until(Duration::from_secs(30), || {
+            info_field(&mut con, "reconcile_passes") >= passes + 2
+        }));
+        assert_eq!(count(&mut con, &room), 5);
+        assert_eq!(members(&mut con, &room, 10).len(), 5);
+        assert_eq!(
+            info_field(&mut con, "repairs"),
+            repairs,
+            "nothing was wrong"
+        );
+    });
+}

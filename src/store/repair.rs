@@ -5,7 +5,7 @@ use super::index::exists;
 use super::user::{self, UserWrite};
 use super::{listings, now, vanished};
 use crate::model::{Millis, Presence};
-use crate::{events, keys, stats};
+use crate::{codec, events, keys, stats};
 use redis_module::Context;
 
 /// The sweep met `device` of `user` in the slot's due index at deadline `at`: settles the user
@@ -89,9 +89,9 @@ pub fn reconcile_listing_entry(
         if !own_slot {
             return None;
         }
-        let record = user::read(ctx, member, false, now).ok()?;
-        let in_scope = scope.is_none_or(|scope| record.scopes.iter().any(|s| s == scope));
-        record.listed().filter(|_| in_scope)
+        // With the devices' rooms: a room's listing holds the users whose devices joined it.
+        let record = user::read(ctx, member, true, now).ok()?;
+        codec::listings(&record).get(&scope).copied()
     };
     if wanted(ctx) == Some(score) {
         return false;
