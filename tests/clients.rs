@@ -47,7 +47,7 @@ fn the_python_client_passes_its_tests_on_each_server() {
         let what = format!("{kind:?}");
         python_tests(
             &what,
-            &["test_protocol", "test_client"],
+            &["test_protocol", "test_client", "test_asyncio"],
             &[("REDIS_URL", server.url())],
         );
     }

@@ -12,9 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import redis.asyncio.cluster
 from redis.cluster import RedisCluster
 
 from redis_presence import Event, Presence, Subscription, key_slot, user_channel
+from redis_presence.asyncio import AsyncPresence
 
 NODE = os.environ.get("PRESENCE_CLUSTER")
 # The cluster's directory (scripts/cluster.sh --dir), to move slots and kill nodes.
@@ -149,6 +151,38 @@ class Cluster(unittest.TestCase):
             except Exception:  # the cluster is failing over
                 time.sleep(0.3)
         return False
+
+
+class AsyncCluster(unittest.IsolatedAsyncioTestCase):
+    """The asyncio client on the same cluster (runs before `Cluster`, whose last test kills a
+    master): single-user calls without redirection, BULK
+    and node-wide reads over every master."""
+
+    async def test_the_asyncio_client_reaches_every_master(self) -> None:
+        if NODE is None:
+            self.skipTest("PRESENCE_CLUSTER names no cluster node")
+        host, port = NODE.rsplit(":", 1)
+        rc: Any = redis.asyncio.cluster.RedisCluster(host=host, port=int(port))
+        try:
+            pr = AsyncPresence(rc, max_bulk=5)
+            run = uuid.uuid4().hex[:8]
+            users = [f"a{i}-{run}" for i in range(30)]
+            sync = RedisCluster(host=host, port=int(port))
+            before = moved(sync)
+            for user in users:
+                await pr.online(user, "d")
+                await pr.join(user, "d", "async-" + run)
+            self.assertEqual(moved(sync), before, "a single-user call was redirected")
+            rows = await pr.bulk(users)
+            self.assertEqual([r.user for r in rows], users)
+            self.assertEqual(await pr.count("async-" + run), 30)
+            listed = await pr.members("async-" + run, page=4)
+            self.assertEqual(sorted(m.user for m in listed), sorted(users))
+            for user in users:
+                await pr.offline(user, "d")
+            sync.close()
+        finally:
+            await rc.aclose()
 
 
 def next_status(sub: Subscription, wanted: str, seconds: float = 15) -> str | None:

@@ -9,19 +9,20 @@ COUNT, SWEEP and TYPERS asked of every master; LIST merged over every master.
 from __future__ import annotations
 
 import heapq
-from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
 
 from redis import Redis
 from redis.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
+from . import _calls as c
 from . import _protocol as p
+from ._calls import Call, Meta
 from ._protocol import Id
 from .events import Subscription
 
-Meta = None | str | Mapping[str, Any]
+T = TypeVar("T")
 
 
 class Presence:
@@ -34,18 +35,17 @@ class Presence:
         self.max_bulk = max_bulk
         self.cluster = isinstance(client, RedisCluster)
 
-    def _call(self, *args: Any, **kwargs: Any) -> Any:
+    def _run(self, call: Call[T], **kwargs: Any) -> T:
         try:
-            return self._redis.execute_command(*args, **kwargs)
+            return call.parse(self._redis.execute_command(*call.args, **kwargs))
         except ResponseError as e:
             raise p.error_from(e) from None
 
-    def _everywhere(self, *args: Any) -> list[Any]:
+    def _everywhere(self, call: Call[T]) -> list[T]:
         """The reply of every master (of the one server when not a cluster)."""
         if not self.cluster:
-            return [self._call(*args)]
-        assert isinstance(self.client, RedisCluster)
-        return [self._call(*args, target_nodes=node) for node in self._redis.get_primaries()]
+            return [self._run(call)]
+        return [self._run(call, target_nodes=node) for node in self._redis.get_primaries()]
 
     # --- devices ---
 
@@ -59,11 +59,7 @@ class Presence:
         scopes: Sequence[Id] | None = None,
     ) -> int:
         """PRESENCE.ONLINE: the user's connected devices afterwards."""
-        args: list[Any] = ["PRESENCE.ONLINE", user, device]
-        args += p.options(ttl=ttl, meta=p.meta_text(meta))
-        if scopes:
-            args += ["SCOPE", *scopes]
-        return int(self._call(*args))
+        return self._run(c.online(user, device, ttl, meta, scopes))
 
     def heartbeat(
         self,
@@ -75,71 +71,55 @@ class Presence:
         meta: Meta = None,
     ) -> bool:
         """PRESENCE.HEARTBEAT: True if the device was connected, False if this registered it."""
-        args = ["PRESENCE.HEARTBEAT", user, device, *p.options(ttl=ttl, meta=p.meta_text(meta))]
-        return bool(self._call(*args, *p.flags(active=active)))
+        return self._run(c.heartbeat(user, device, ttl, active, meta))
 
     def offline(self, user: Id, device: Id) -> int:
         """PRESENCE.OFFLINE: the user's devices left."""
-        return int(self._call("PRESENCE.OFFLINE", user, device))
+        return self._run(c.offline(user, device))
 
     # --- reads ---
 
     def get(self, user: Id, *, viewer: Id | None = None) -> p.UserPresence:
-        return p.parse_get(self._call("PRESENCE.GET", user, *p.options(viewer=viewer)))
+        return self._run(c.get(user, viewer))
 
     def bulk(
         self, users: Sequence[Id], *, viewer: Id | None = None, with_device: bool = False
     ) -> list[p.BulkRow]:
         """PRESENCE.BULK for any number of users anywhere in the cluster: grouped by slot,
         chunked by `max_bulk`, pipelined per node; rows in the order asked."""
-        tail = [*p.options(viewer=viewer), *p.flags(withdevice=with_device)]
+        plan = c.bulk_plan(users, self.max_bulk, p.key_slot if self.cluster else lambda _: 0)
+        by_node: dict[Any, list[list[int]]] = {}
+        for slot, positions in plan:
+            node = self._redis.nodes_manager.get_node_from_slot(slot) if self.cluster else None
+            by_node.setdefault(node, []).append(positions)
         rows: list[p.BulkRow | None] = [None] * len(users)
-        groups: dict[Any, list[list[int]]] = defaultdict(list)
-        by_slot: dict[int, list[int]] = defaultdict(list)
-        for i, user in enumerate(users):
-            by_slot[p.key_slot(user) if self.cluster else 0].append(i)
-        for slot, positions in by_slot.items():
-            node = self._node_of_slot(slot)
-            groups[node].extend(list(c) for c in p.chunks(positions, self.max_bulk))
-        for node, chunks in groups.items():
-            replies = self._pipelined(
-                node, [["PRESENCE.BULK", *(users[i] for i in c), *tail] for c in chunks]
-            )
-            for positions, reply in zip(chunks, replies, strict=False):
-                for i, row in zip(positions, p.parse_bulk(reply), strict=False):
+        for node, chunks in by_node.items():
+            calls = [c.bulk([users[i] for i in chunk], viewer, with_device) for chunk in chunks]
+            for chunk, got in zip(chunks, self._pipelined(node, calls), strict=True):
+                for i, row in zip(chunk, got, strict=True):
                     rows[i] = row
         return [row for row in rows if row is not None]
 
-    def _node_of_slot(self, slot: int) -> Any:
-        if not self.cluster:
-            return None
-        assert isinstance(self.client, RedisCluster)
-        return self._redis.nodes_manager.get_node_from_slot(slot)
-
-    def _pipelined(self, node: Any, commands: list[list[Any]]) -> list[Any]:
-        """Sends `commands` to one node in one pipeline; a command the node refuses (a slot
-        that moved meanwhile) is sent again through the cluster client, which follows it."""
-        if node is None:
-            pipe = self._redis.pipeline(transaction=False)
-            for c in commands:
-                pipe.execute_command(*c)
-            replies = pipe.execute(raise_on_error=False)
-        else:
-            assert isinstance(self.client, RedisCluster)
-            pipe = self._redis.get_redis_connection(node).pipeline(transaction=False)
-            for c in commands:
-                pipe.execute_command(*c)
-            replies = pipe.execute(raise_on_error=False)
-            for i, reply in enumerate(replies):
-                if isinstance(reply, ResponseError) and str(reply).startswith(("MOVED", "ASK")):
-                    replies[i] = self._call(*commands[i])
-        for reply in replies:
-            if isinstance(reply, Exception):
+    def _pipelined(self, node: Any, calls: list[Call[T]]) -> list[T]:
+        """Runs `calls` on one node in one pipeline; a call the node refuses because its slot
+        moved meanwhile is run again through the cluster client, which follows the slot."""
+        target = self._redis if node is None else self._redis.get_redis_connection(node)
+        pipe = target.pipeline(transaction=False)
+        for call in calls:
+            pipe.execute_command(*call.args)
+        replies = pipe.execute(raise_on_error=False)
+        out = []
+        for call, reply in zip(calls, replies, strict=True):
+            if isinstance(reply, ResponseError) and str(reply).startswith(("MOVED", "ASK")):
+                out.append(self._run(call))
+            elif isinstance(reply, Exception):
                 raise p.error_from(reply)
-        return list(replies)
+            else:
+                out.append(call.parse(reply))
+        return out
 
     def devices(self, user: Id) -> list[p.Device]:
-        return p.parse_devices(self._call("PRESENCE.DEVICES", user))
+        return self._run(c.devices(user))
 
     # --- status ---
 
@@ -147,20 +127,17 @@ class Presence:
         self, user: Id, status: str, *, message: str | None = None, for_ms: int | None = None
     ) -> None:
         """PRESENCE.STATUS: online, away, busy, dnd, invisible, or auto to clear."""
-        args = ["PRESENCE.STATUS", user, status, *p.options(message=message)]
-        if for_ms is not None:
-            args += ["FOR", for_ms]
-        self._call(*args)
+        self._run(c.status(user, status, message, for_ms))
 
     def activity(self, user: Id, device: Id | None = None) -> None:
-        self._call("PRESENCE.ACTIVITY", user, *([] if device is None else [device]))
+        self._run(c.activity(user, device))
 
     def context(self, user: Id, device: Id, context: Id | None) -> None:
         """PRESENCE.CONTEXT: the conversation the device has open (None closes it)."""
-        self._call("PRESENCE.CONTEXT", user, device, "NONE" if context is None else context)
+        self._run(c.context(user, device, context))
 
     def in_context(self, user: Id, context: Id) -> bool:
-        return bool(self._call("PRESENCE.INCONTEXT", user, context))
+        return self._run(c.in_context(user, context))
 
     # --- privacy ---
 
@@ -169,17 +146,17 @@ class Presence:
     ) -> p.Privacy:
         """PRESENCE.PRIVACY: sets the rules given; returns the rules in force."""
         if online is not None or lastseen is not None:
-            self._call("PRESENCE.PRIVACY", user, *p.options(online=online, lastseen=lastseen))
-        return p.parse_privacy(self._call("PRESENCE.PRIVACY", user))
+            self._run(c.set_privacy(user, online, lastseen))
+        return self._run(c.privacy(user))
 
     def add_contacts(self, user: Id, *contacts: Id) -> int:
-        return int(self._call("PRESENCE.CONTACTS", user, "ADD", *contacts))
+        return self._run(c.contacts(user, "ADD", contacts))
 
     def remove_contacts(self, user: Id, *contacts: Id) -> int:
-        return int(self._call("PRESENCE.CONTACTS", user, "REM", *contacts))
+        return self._run(c.contacts(user, "REM", contacts))
 
     def contacts(self, user: Id) -> list[str]:
-        return [p.text(c) for c in self._call("PRESENCE.CONTACTS", user, "LIST")]
+        return self._run(c.contact_list(user))
 
     def fanout(
         self,
@@ -190,54 +167,44 @@ class Presence:
     ) -> list[tuple[str, dict[str, Any] | None]]:
         """PRESENCE.FANOUT: what each viewer (the user's contacts when `viewers` is None) may see
         of the user now, or of `event`; None where a viewer sees no change."""
-        args: list[Any] = ["PRESENCE.FANOUT", user]
-        if event is not None:
-            args += ["EVENT", event.payload if isinstance(event, p.Event) else event]
-        args += ["CONTACTS"] if viewers is None else ["VIEWERS", *viewers]
-        return p.parse_fanout(self._call(*args))
+        return self._run(c.fanout(user, event, viewers))
 
     def channel(self, user: Id) -> str:
         """PRESENCE.CHANNEL: the user's own event channel, as the module names it."""
-        return p.text(self._call("PRESENCE.CHANNEL", user))
+        return self._run(c.channel(user))
 
     # --- rooms ---
 
     def join(self, user: Id, device: Id, room: Id, *, data: Meta = None) -> bool:
         """PRESENCE.JOIN: True if the device joined, False if it was in the room."""
-        return bool(
-            self._call("PRESENCE.JOIN", user, device, room, *p.options(data=p.meta_text(data)))
-        )
+        return self._run(c.join(user, device, room, data))
 
     def leave(self, user: Id, device: Id, room: Id) -> bool:
-        return bool(self._call("PRESENCE.LEAVE", user, device, room))
+        return self._run(c.leave(user, device, room))
 
     def rooms(self, user: Id) -> list[str]:
-        return [p.text(r) for r in self._call("PRESENCE.ROOMS", user)]
+        return self._run(c.rooms(user))
 
     def device_rooms(self, user: Id, device: Id) -> list[tuple[str, str | None]]:
         """The rooms of one device, each with its member data."""
-        return p.parse_room_pairs(self._call("PRESENCE.ROOMS", user, device))
+        return self._run(c.device_rooms(user, device))
 
     def typing(self, user: Id, device: Id, room: Id | None) -> None:
         """PRESENCE.TYPING: the device types in `room` (None stops it)."""
-        self._call("PRESENCE.TYPING", user, device, "NONE" if room is None else room)
+        self._run(c.typing(user, device, room))
 
     def typers(self, room: Id) -> list[tuple[str, str]]:
         """PRESENCE.TYPERS over every master: `(user, device)` pairs."""
-        return [
-            pair
-            for reply in self._everywhere("PRESENCE.TYPERS", room)
-            for pair in p.parse_typers(reply)
-        ]
+        return [pair for got in self._everywhere(c.typers(room)) for pair in got]
 
     # --- listings ---
 
     def count(self, scope: Id | None = None) -> int:
         """PRESENCE.COUNT summed over every master."""
-        return sum(int(n) for n in self._everywhere("PRESENCE.COUNT", *p.options(scope=scope)))
+        return sum(self._everywhere(c.count(scope)))
 
     def sweep(self, limit: int | None = None) -> int:
-        return sum(int(n) for n in self._everywhere("PRESENCE.SWEEP", *p.options(limit=limit)))
+        return sum(self._everywhere(c.sweep(limit)))
 
     def list_page(
         self,
@@ -250,13 +217,8 @@ class Presence:
         node: Any = None,
     ) -> p.Page:
         """One PRESENCE.LIST page of one node (of the server, when not a cluster)."""
-        args = [
-            "PRESENCE.LIST",
-            *p.options(scope=scope, limit=limit, cursor=cursor),
-            *p.flags(withscopes=with_scopes, withdevices=with_devices),
-        ]
-        kwargs = {} if node is None else {"target_nodes": node}
-        return p.parse_page(self._call(*args, **kwargs), with_scopes, with_devices)
+        call = c.list_page(scope, cursor, limit, with_scopes, with_devices)
+        return self._run(call) if node is None else self._run(call, target_nodes=node)
 
     def members(
         self,
@@ -267,10 +229,7 @@ class Presence:
         with_devices: bool = False,
     ) -> Iterator[p.Member]:
         """Every listed user (of `scope`), most recently active first, merged over every master."""
-        nodes: list[Any] = [None]
-        if self.cluster:
-            assert isinstance(self.client, RedisCluster)
-            nodes = list(self._redis.get_primaries())
+        nodes: list[Any] = list(self._redis.get_primaries()) if self.cluster else [None]
 
         def walk(node: Any) -> Iterator[p.Member]:
             cursor = "0"
