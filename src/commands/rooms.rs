@@ -73,11 +73,15 @@ pub fn typing(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
 
+/// Most members TYPERS looks at: a room where a crowd was active within `typing-timeout` (all
+/// reconnected at once) would otherwise make one call read every one of their records.
+pub const TYPERS_LOOK_MAX: usize = 10_000;
+
 /// `PRESENCE.TYPERS room`: `[user, device]` for each device typing in the room on this node, most
 /// recently active user first.
 ///
 /// Typing is activity, so everyone typing was active within `typing-timeout`: the room's
-/// listing is walked from the top only that far.
+/// listing is walked from the top only that far (and over at most [`TYPERS_LOOK_MAX`] members).
 pub fn typers(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 1)?;
     let room = args::typers(&argv)?;
@@ -86,6 +90,7 @@ pub fn typers(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     store::listings::refresh_directory(ctx);
     let mut rows = Vec::new();
     let mut after: Option<Position> = None;
+    let mut looked = 0;
     loop {
         let (positions, more) = {
             let directory = listing::directory();
@@ -97,7 +102,8 @@ pub fn typers(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             )
         };
         for position in &positions {
-            if position.last_active < since {
+            looked += 1;
+            if position.last_active < since || looked > TYPERS_LOOK_MAX {
                 return Reply::Array(rows).send(ctx);
             }
             let presence = store::user::read(ctx, &position.user, true, now)?;
