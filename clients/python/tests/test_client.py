@@ -160,6 +160,19 @@ class OneServer(unittest.TestCase):
         first = next(e for e in mine if isinstance(e, Event))
         self.assertIsNotNone(first.payload)
 
+    def test_a_pipeline_sends_queued_commands_and_replies_in_order(self) -> None:
+        users = [unique("pipe") for _ in range(4)]
+        pipe = self.pr.pipeline()
+        for user in users:
+            pipe.online(user, "d").join(user, "d", "pipe-room").get(user)
+        pipe.activity(users[0], "nope")
+        replies = pipe.execute()
+        self.assertEqual(replies[0::3][:4], [1, 1, 1, 1])
+        self.assertEqual([r.status for r in replies[2:12:3]], ["online"] * 4)
+        self.assertIsInstance(replies[-1], DeviceNotConnected)
+        for user in users:
+            self.pr.offline(user, "d")
+
     def test_sweep_removes_what_is_due_and_count_follows(self) -> None:
         user = unique("due")
         before = self.pr.count()

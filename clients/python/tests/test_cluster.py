@@ -73,6 +73,14 @@ class Cluster(unittest.TestCase):
         actives = [m.last_active for m in listed]
         self.assertEqual(actives, sorted(actives, reverse=True))
         self.assertEqual(self.pr.typers(room), [(users[0], "phone")])
+        # A pipeline of single-user commands: one per master, replies in the order queued.
+        pipe = self.pr.pipeline()
+        for user in users:
+            pipe.heartbeat(user, "phone").get(user)
+        replies = pipe.execute()
+        self.assertEqual(replies[0::2], [True] * 60)
+        self.assertEqual([r.user for r in replies[1::2]], users)
+        self.assertEqual(moved(self.rc), before, "a pipeline was redirected")
         for user in users:
             self.pr.offline(user, "phone")
         self.assertEqual(self.pr.count(room), 0)

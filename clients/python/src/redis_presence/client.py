@@ -100,9 +100,10 @@ class Presence:
                     rows[i] = row
         return [row for row in rows if row is not None]
 
-    def _pipelined(self, node: Any, calls: list[Call[T]]) -> list[T]:
+    def _pipelined(self, node: Any, calls: list[Call[T]], raise_errors: bool = True) -> list[T]:
         """Runs `calls` on one node in one pipeline; a call the node refuses because its slot
-        moved meanwhile is run again through the cluster client, which follows the slot."""
+        moved meanwhile is run again through the cluster client, which follows the slot. An error
+        reply is raised, or with `raise_errors` false put in its place as its exception."""
         target = self._redis if node is None else self._redis.get_redis_connection(node)
         pipe = target.pipeline(transaction=False)
         for call in calls:
@@ -112,8 +113,10 @@ class Presence:
         for call, reply in zip(calls, replies, strict=True):
             if isinstance(reply, ResponseError) and str(reply).startswith(("MOVED", "ASK")):
                 out.append(self._run(call))
-            elif isinstance(reply, Exception):
+            elif isinstance(reply, Exception) and raise_errors:
                 raise p.error_from(reply)
+            elif isinstance(reply, Exception):
+                out.append(p.error_from(reply))  # type: ignore[arg-type]
             else:
                 out.append(call.parse(reply))
         return out
@@ -249,6 +252,13 @@ class Presence:
 
         yield from heapq.merge(*(walk(n) for n in nodes), key=p.listing_order)
 
+    # --- pipelines ---
+
+    def pipeline(self) -> PresencePipeline:
+        """A batch of single-user commands sent together: on a cluster, one pipeline per master
+        (each command goes to the master that owns its user); replies in the order queued."""
+        return PresencePipeline(self)
+
     # --- events ---
 
     def subscribe(
@@ -264,3 +274,70 @@ class Presence:
         return Subscription(
             self.client, everyone=everyone, users=users, rooms=rooms, channel=channel
         )
+
+
+class PresencePipeline:
+    """Queues single-user commands (`online`, `heartbeat`, `get`, ...: the same methods, returning
+    nothing), then `execute()` sends them, one pipeline per node, and returns each reply, parsed,
+    in the order they were queued (an error reply comes back as its exception, not raised)."""
+
+    def __init__(self, presence: Presence) -> None:
+        self._presence = presence
+        self._queued: list[tuple[Id, Call[Any]]] = []
+
+    def _queue(self, user: Id, call: Call[Any]) -> PresencePipeline:
+        self._queued.append((user, call))
+        return self
+
+    def online(
+        self,
+        user: Id,
+        device: Id,
+        *,
+        ttl: int | None = None,
+        meta: Meta = None,
+        scopes: Sequence[Id] | None = None,
+    ) -> PresencePipeline:
+        return self._queue(user, c.online(user, device, ttl, meta, scopes))
+
+    def heartbeat(
+        self, user: Id, device: Id, *, ttl: int | None = None, active: bool = False
+    ) -> PresencePipeline:
+        return self._queue(user, c.heartbeat(user, device, ttl, active, None))
+
+    def offline(self, user: Id, device: Id) -> PresencePipeline:
+        return self._queue(user, c.offline(user, device))
+
+    def get(self, user: Id, *, viewer: Id | None = None) -> PresencePipeline:
+        return self._queue(user, c.get(user, viewer))
+
+    def status(self, user: Id, status: str, *, message: str | None = None) -> PresencePipeline:
+        return self._queue(user, c.status(user, status, message, None))
+
+    def activity(self, user: Id, device: Id | None = None) -> PresencePipeline:
+        return self._queue(user, c.activity(user, device))
+
+    def join(self, user: Id, device: Id, room: Id, *, data: Meta = None) -> PresencePipeline:
+        return self._queue(user, c.join(user, device, room, data))
+
+    def leave(self, user: Id, device: Id, room: Id) -> PresencePipeline:
+        return self._queue(user, c.leave(user, device, room))
+
+    def typing(self, user: Id, device: Id, room: Id | None) -> PresencePipeline:
+        return self._queue(user, c.typing(user, device, room))
+
+    def execute(self) -> list[Any]:
+        pr = self._presence
+        by_node: dict[Any, list[int]] = {}
+        for i, (user, _) in enumerate(self._queued):
+            node = pr._redis.get_node_from_key(user) if pr.cluster else None
+            by_node.setdefault(node, []).append(i)
+        out: list[Any] = [None] * len(self._queued)
+        for node, positions in by_node.items():
+            calls = [self._queued[i][1] for i in positions]
+            for i, reply in zip(
+                positions, pr._pipelined(node, calls, raise_errors=False), strict=True
+            ):
+                out[i] = reply
+        self._queued = []
+        return out
