@@ -6,8 +6,9 @@
 #     .deps/valkey/valkey-server;
 #   - with --test, for the integration tests: Redis 7.2.6 (the last BSD-licensed line), built from
 #     the source in ../shared/servers/redis-7.2.6.tar.gz into .deps/redis-7.2/redis-server (about
-#     a minute, once); and the Python clients of tests/python/requirements.txt (pinned, with
-#     hashes) into .deps/python.
+#     a minute, once); the Python clients of tests/python/requirements.txt (pinned, with
+#     hashes) into .deps/python; and the Node client's packages (clients/node/package-lock.json,
+#     with `npm ci`; Node.js and npm from Debian when the machine has none).
 # Safe to run again: it does nothing when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,6 +71,20 @@ if [ "$for_tests" = yes ] && ! cmp -s "$PYTHON_REQUIREMENTS" "$PYTHON_DIR/requir
   python3 -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes \
     --target "$PYTHON_DIR" -r "$PYTHON_REQUIREMENTS"
   cp "$PYTHON_REQUIREMENTS" "$PYTHON_DIR/requirements.txt"
+fi
+# The Node client's packages (clients/node/package-lock.json), for its build and tests.
+NODE_DIR="clients/node"
+if [ "$for_tests" = yes ] && ! cmp -s "$NODE_DIR/package-lock.json" "$NODE_DIR/node_modules/.installed-lock.json"; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "deps: installing nodejs and npm"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  echo "deps: installing the Node client's packages into $NODE_DIR/node_modules"
+  (cd "$NODE_DIR" && npm ci --silent --no-audit --no-fund)
+  cp "$NODE_DIR/package-lock.json" "$NODE_DIR/node_modules/.installed-lock.json"
 fi
 redis72=""
 [ -x "$REDIS72_DIR/redis-server" ] && redis72="$("$REDIS72_DIR/redis-server" --version | cut -d' ' -f1-3), "

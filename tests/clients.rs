@@ -1,5 +1,5 @@
-//! The client libraries of `clients/`, run from here against real servers: the Python package's
-//! own tests on each server and on a cluster of each, and its type and lint checks.
+//! The client libraries of `clients/`, run from here against real servers: the Python and Node
+//! packages' own tests on each server and on a cluster of each, and their type and lint checks.
 
 mod common;
 
@@ -53,13 +53,73 @@ fn the_python_client_passes_its_tests_on_each_server() {
     }
 }
 
+/// Builds the Node client (`tsc` in strict mode: the build is its type check) and runs its tests
+/// with extra environment variables; fails with their output unless every test ran and passed.
+fn node_tests(what: &str, files: &[&str], env: &[(&str, &str)]) {
+    let dir = root().join("clients/node");
+    assert!(
+        dir.join("node_modules/typescript").exists(),
+        "the Node client's packages are missing: run scripts/deps.sh --test"
+    );
+    // Built once per run: the tests that use it run in parallel.
+    static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let build = Command::new("npx")
+            .args(["tsc", "-p", "."])
+            .current_dir(&dir)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if build.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}{}",
+                String::from_utf8_lossy(&build.stdout),
+                String::from_utf8_lossy(&build.stderr)
+            ))
+        }
+    });
+    if let Err(problem) = built {
+        panic!("tsc: {problem}");
+    }
+    let output = Command::new("node")
+        .arg("--test")
+        .args(files)
+        .current_dir(&dir)
+        .envs(env.iter().copied())
+        .output()
+        .expect("node");
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(output.status.success(), "{what}: {text}");
+    assert!(
+        text.contains("# skipped 0"),
+        "{what}: a test was skipped: {text}"
+    );
+}
+
 #[test]
-fn the_python_client_reaches_every_master_of_a_cluster_and_follows_resharding_and_failover() {
+fn the_node_client_passes_its_tests_on_each_server() {
+    for kind in kinds() {
+        let server = Server::start(kind, &[], &[]);
+        let files = ["dist/test/protocol.test.js", "dist/test/client.test.js"];
+        node_tests(&format!("{kind:?}"), &files, &[("REDIS_URL", server.url())]);
+    }
+}
+
+#[test]
+fn the_clients_reach_every_master_of_a_cluster_and_python_follows_resharding_and_failover() {
     if skip_on_external("needs a cluster of its own") {
         return;
     }
     on_each_cluster(&[], |cluster| {
         let node = format!("127.0.0.1:{}", cluster.ports()[0]);
+        // Node first: the Python tests end by killing a master.
+        let what = format!("{:?} cluster (Node)", cluster.kind);
+        node_tests(
+            &what,
+            &["dist/test/cluster.test.js"],
+            &[("PRESENCE_CLUSTER", &node)],
+        );
         let dir = cluster.dir.to_string_lossy().to_string();
         let what = format!("{:?} cluster", cluster.kind);
         let env = [

@@ -1,0 +1,55 @@
+// The client against a cluster (PRESENCE_CLUSTER names one node, `host:port`): single-user
+// commands reach the owning master directly, multi-user and node-wide reads cover every master.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { Cluster } from "ioredis";
+import { Presence, keySlot } from "../src";
+
+const node = process.env.PRESENCE_CLUSTER;
+
+async function moved(cluster: Cluster): Promise<number> {
+  let total = 0;
+  for (const n of cluster.nodes("all")) {
+    const stats = String(await n.info("errorstats"));
+    const match = /errorstat_MOVED:count=(\d+)/.exec(stats);
+    total += match ? Number(match[1]) : 0;
+  }
+  return total;
+}
+
+test("a cluster", { skip: node === undefined && "PRESENCE_CLUSTER names no node" }, async () => {
+  const [host, port] = (node ?? "").split(":");
+  const cluster = new Cluster([{ host, port: Number(port) }]);
+  const pr = new Presence(cluster, { maxBulk: 7 });
+  await pr.ready();
+  try {
+    const run = randomBytes(4).toString("hex");
+    const users = Array.from({ length: 60 }, (_, i) => `n${i}-${run}`);
+    const room = `hall-${run}`;
+    assert.ok(new Set(users.map(keySlot)).size > 50);
+    const before = await moved(cluster);
+    const sub = await pr.subscribe({ users: [users[0] ?? ""], rooms: [room] });
+    const first = sub.next((e) => e.kind === "user" && e.user === users[0]);
+    for (const user of users) {
+      await pr.online(user, "phone");
+      await pr.join(user, "phone", room);
+      await pr.status(user, "busy");
+      assert.equal((await pr.get(user)).status, "busy");
+    }
+    assert.equal(await moved(cluster), before, "a single-user command was redirected");
+    const rows = await pr.bulk([...users].reverse());
+    assert.deepEqual(rows.map((r) => r.user), [...users].reverse());
+    assert.equal(await moved(cluster), before, "BULK was redirected");
+    assert.equal(await pr.count(room), 60);
+    const members = await pr.members({ scope: room, page: 9 });
+    assert.deepEqual(members.map((m) => m.user).sort(), [...users].sort());
+    await pr.typing(users[0] ?? "", "phone", room);
+    assert.deepEqual(await pr.typers(room), [[users[0], "phone"]]);
+    assert.equal((await first)?.kind, "user", "the user's own channel, from its master");
+    for (const user of users) await pr.offline(user, "phone");
+    await sub.close();
+  } finally {
+    await cluster.quit();
+  }
+});
