@@ -306,14 +306,23 @@ export class Presence {
   }
 }
 
-/** Events of everyone, of some users and of some rooms: `on(listener)`, then `close()`. On a
- * cluster, each user channel is subscribed on the master that owns its slot. */
+/** Events of everyone, of some users and of some rooms: `on(listener)`, then `close()`.
+ *
+ * On a cluster, each user channel is subscribed on the master that owns its slot, with a
+ * connection of its own. When a slot moves (the old master sends an unsolicited `sunsubscribe`)
+ * or a master fails (its connection ends), the subscription reads the cluster's map again and
+ * subscribes anew on the current owners, retrying while the cluster settles. Messages published
+ * in between are lost, as pub/sub loses them. */
 export class Subscription {
   private readonly dedup = new p.Deduplicator();
   private readonly listeners = new Set<(event: p.PresenceEvent) => void>();
-  private readonly connections: Redis[] = [];
+  private connections: Redis[] = [];
   private readonly channels: Buffer[];
   private readonly userChannels: Buffer[];
+  private rebuilding = false;
+  private closed = false;
+  /** How many times the subscription subscribed anew (after a slot moved or a node failed). */
+  resubscriptions = 0;
 
   constructor(
     private readonly client: Redis | Cluster,
@@ -333,10 +342,17 @@ export class Subscription {
   }
 
   private connection(node: Redis | null): Redis {
+    const cluster = this.client instanceof Cluster;
     const base = node ?? (this.client as Redis);
-    const own = base.duplicate();
+    // On a cluster the subscription itself decides where to reconnect: not the connection.
+    const own = cluster ? base.duplicate({ retryStrategy: () => null, autoResubscribe: false }) : base.duplicate();
     own.on("messageBuffer", (_channel: Buffer, message: Buffer) => this.deliver(message));
     own.on("smessageBuffer", (_channel: Buffer, message: Buffer) => this.deliver(message));
+    own.on("error", () => undefined); // reported through "end"
+    if (cluster) {
+      own.on("moved", () => this.scheduleRebuild());
+      own.on("end", () => this.scheduleRebuild());
+    }
     this.connections.push(own);
     return own;
   }
@@ -369,6 +385,30 @@ export class Subscription {
     if (this.channels.length > 0 && first !== undefined) await this.connection(first).subscribe(...this.channels);
   }
 
+  private scheduleRebuild(): void {
+    if (this.closed || this.rebuilding) return;
+    this.rebuilding = true;
+    setTimeout(() => void this.rebuild(), 200);
+  }
+
+  private async rebuild(): Promise<void> {
+    for (const c of this.connections.splice(0)) {
+      c.removeAllListeners("end");
+      c.removeAllListeners("moved");
+      c.disconnect();
+    }
+    try {
+      const cluster = this.client as Cluster;
+      await new Promise<void>((resolve, reject) => cluster.refreshSlotsCache((e) => (e ? reject(e) : resolve())));
+      await this.start();
+      this.resubscriptions += 1;
+      this.rebuilding = false;
+    } catch {
+      this.rebuilding = false;
+      this.scheduleRebuild();
+    }
+  }
+
   /** The next event for which `test` holds, within `ms` milliseconds (null when none came). */
   next(test: (event: p.PresenceEvent) => boolean = () => true, ms = 5000): Promise<p.PresenceEvent | null> {
     return new Promise((resolve) => {
@@ -387,6 +427,12 @@ export class Subscription {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.connections.map((c) => c.quit().catch(() => undefined)));
+    this.closed = true;
+    await Promise.all(
+      this.connections.splice(0).map((c) => {
+        c.removeAllListeners("end");
+        return c.quit().catch(() => undefined);
+      }),
+    );
   }
 }

@@ -3,10 +3,17 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { Cluster } from "ioredis";
+import { execFileSync } from "node:child_process";
+import { resolve } from "node:path";
+import Redis, { Cluster } from "ioredis";
 import { Presence, keySlot } from "../src";
 
 const node = process.env.PRESENCE_CLUSTER;
+// The cluster's directory (scripts/cluster.sh --dir), to move a slot.
+const clusterDir = process.env.PRESENCE_CLUSTER_DIR;
+const root = resolve(__dirname, "../../../..");
+
+const sleep = (ms: number): Promise<void> => new Promise((done) => setTimeout(done, ms));
 
 async function moved(cluster: Cluster): Promise<number> {
   let total = 0;
@@ -47,6 +54,26 @@ test("a cluster", { skip: node === undefined && "PRESENCE_CLUSTER names no node"
     await pr.typing(users[0] ?? "", "phone", room);
     assert.deepEqual(await pr.typers(room), [[users[0], "phone"]]);
     assert.equal((await first)?.kind, "user", "the user's own channel, from its master");
+    // A slot moves while the subscription listens: it subscribes again on the new owner.
+    const mover = users[0] ?? "";
+    const slot = keySlot(mover);
+    const owner = cluster.slots[slot]?.[0] ?? "";
+    const other = cluster.nodes("master").find((n) => `${n.options.host}:${n.options.port}` !== owner);
+    assert.ok(other !== undefined && clusterDir !== undefined, "PRESENCE_CLUSTER_DIR names the cluster's directory");
+    execFileSync("bash", [`${root}/scripts/cluster.sh`, "move-slot", String(slot), String(other.options.port), "--dir", clusterDir]);
+    const direct = new Redis({ host: other.options.host, port: other.options.port });
+    let subscribed = false;
+    for (let i = 0; i < 100 && !subscribed; i++) {
+      const reply = (await direct.call("PUBSUB", "SHARDNUMSUB", `presence:{${mover}}`)) as unknown[];
+      subscribed = Number(reply[1]) >= 1;
+      if (!subscribed) await sleep(100);
+    }
+    await direct.quit();
+    assert.ok(subscribed, "the subscription is on the new owner");
+    assert.ok(sub.resubscriptions >= 1);
+    const away = sub.next((e) => e.kind === "user" && e.user === mover && e.status === "away", 10000);
+    await pr.status(mover, "away");
+    assert.equal((await away)?.kind, "user", "the event after the move arrived");
     for (const user of users) await pr.offline(user, "phone");
     await sub.close();
   } finally {
