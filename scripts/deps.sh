@@ -8,7 +8,8 @@
 #     the source in ../shared/servers/redis-7.2.6.tar.gz into .deps/redis-7.2/redis-server (about
 #     a minute, once); the Python clients of tests/python/requirements.txt (pinned, with
 #     hashes) into .deps/python; and the Node client's packages (clients/node/package-lock.json,
-#     with `npm ci`; Node.js and npm from Debian when the machine has none).
+#     with `npm ci`; Node.js and npm from Debian when the machine has none), the example app's
+#     (examples/chat-presence) and Debian's chromium for its browser test.
 # Safe to run again: it does nothing when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -85,6 +86,21 @@ if [ "$for_tests" = yes ] && ! cmp -s "$NODE_DIR/package-lock.json" "$NODE_DIR/n
   echo "deps: installing the Node client's packages into $NODE_DIR/node_modules"
   (cd "$NODE_DIR" && npm ci --silent --no-audit --no-fund)
   cp "$NODE_DIR/package-lock.json" "$NODE_DIR/node_modules/.installed-lock.json"
+fi
+# The example app's packages (examples/chat-presence/package-lock.json), and Debian's Chromium
+# for its browser test.
+EXAMPLE_DIR="examples/chat-presence"
+if [ "$for_tests" = yes ] && ! cmp -s "$EXAMPLE_DIR/package-lock.json" "$EXAMPLE_DIR/node_modules/.installed-lock.json"; then
+  echo "deps: installing the example app's packages into $EXAMPLE_DIR/node_modules"
+  (cd "$EXAMPLE_DIR" && npm ci --silent --no-audit --no-fund)
+  cp "$EXAMPLE_DIR/package-lock.json" "$EXAMPLE_DIR/node_modules/.installed-lock.json"
+fi
+if [ "$for_tests" = yes ] && ! command -v chromium >/dev/null 2>&1; then
+  echo "deps: installing chromium (the example app's browser test)"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
 fi
 redis72=""
 [ -x "$REDIS72_DIR/redis-server" ] && redis72="$("$REDIS72_DIR/redis-server" --version | cut -d' ' -f1-3), "

@@ -57,31 +57,7 @@ fn the_python_client_passes_its_tests_on_each_server() {
 /// with extra environment variables; fails with their output unless every test ran and passed.
 fn node_tests(what: &str, files: &[&str], env: &[(&str, &str)]) {
     let dir = root().join("clients/node");
-    assert!(
-        dir.join("node_modules/typescript").exists(),
-        "the Node client's packages are missing: run scripts/deps.sh --test"
-    );
-    // Built once per run: the tests that use it run in parallel.
-    static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        let build = Command::new("npx")
-            .args(["tsc", "-p", "."])
-            .current_dir(&dir)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if build.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{}{}",
-                String::from_utf8_lossy(&build.stdout),
-                String::from_utf8_lossy(&build.stderr)
-            ))
-        }
-    });
-    if let Err(problem) = built {
-        panic!("tsc: {problem}");
-    }
+    build_node_client();
     let output = Command::new("node")
         .arg("--test")
         .args(files)

@@ -797,3 +797,34 @@ impl Subscriber {
         }
     }
 }
+
+/// Builds the Node client (`clients/node`, strict TypeScript: the build is its type check) once
+/// per test run; the tests that use it run in parallel.
+pub fn build_node_client() {
+    static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let dir = root().join("clients/node");
+    let built = BUILT.get_or_init(|| {
+        if !dir.join("node_modules/typescript").exists() {
+            return Err(
+                "the Node client's packages are missing: run scripts/deps.sh --test".into(),
+            );
+        }
+        let build = std::process::Command::new("npx")
+            .args(["tsc", "-p", "."])
+            .current_dir(&dir)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if build.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}{}",
+                String::from_utf8_lossy(&build.stdout),
+                String::from_utf8_lossy(&build.stderr)
+            ))
+        }
+    });
+    if let Err(problem) = built {
+        panic!("tsc: {problem}");
+    }
+}

@@ -9,6 +9,7 @@ import * as p from "./protocol";
 import type { Id } from "./protocol";
 
 export * from "./protocol";
+export { default as Redis, Cluster } from "ioredis";
 
 type Meta = string | Record<string, unknown> | undefined;
 type Arg = string | number | Buffer;
