@@ -296,6 +296,48 @@ export class Presence {
     return each.flat().sort(p.listingOrder);
   }
 
+  // --- pipelines ---
+
+  /** A batch of single-user commands sent together: on a cluster, one pipeline per master (each
+   * command to the master that owns its user); replies in the order queued. */
+  pipeline(): PresencePipeline {
+    return new PresencePipeline(this);
+  }
+
+  /** Runs queued single-user commands, one pipeline per node; each reply raw, or its error. */
+  async runQueued(queued: Array<{ user: Id; args: Arg[] }>): Promise<Array<unknown>> {
+    await this.ready();
+    const byNode = new Map<Redis | Cluster, number[]>();
+    queued.forEach(({ user }, i) => {
+      const node = this.nodeOf(p.keySlot(user)) ?? this.client;
+      byNode.set(node, [...(byNode.get(node) ?? []), i]);
+    });
+    const out: unknown[] = new Array(queued.length);
+    await Promise.all(
+      [...byNode].map(async ([node, positions]) => {
+        const pipe = node.pipeline();
+        for (const i of positions) {
+          const [name, ...rest] = queued[i]?.args ?? [];
+          pipe.call(String(name), ...rest);
+        }
+        const replies = (await pipe.exec()) ?? [];
+        for (const [k, i] of positions.entries()) {
+          const [error, reply] = replies[k] ?? [new Error("no reply"), null];
+          if (error && /^(MOVED|ASK) /.test(error.message)) {
+            try {
+              out[i] = await this.run(queued[i]?.user ?? "", queued[i]?.args ?? []);
+            } catch (e) {
+              out[i] = e;
+            }
+          } else {
+            out[i] = error ? p.errorFrom(error) : reply;
+          }
+        }
+      }),
+    );
+    return out;
+  }
+
   // --- events ---
 
   /** A subscription to the events of everyone, of some users (their own sharded channels) and
@@ -304,6 +346,56 @@ export class Presence {
     const sub = new Subscription(this.client, o);
     await sub.start();
     return sub;
+  }
+}
+
+/** Queues single-user commands (the same methods as `Presence`, returning the pipeline), then
+ * `exec()` sends them, one pipeline per node, and returns each reply parsed, in the order queued
+ * (an error reply comes back as its error, not thrown). */
+export class PresencePipeline {
+  private readonly queued: Array<{ user: Id; args: Arg[]; parse: (reply: unknown) => unknown }> = [];
+
+  constructor(private readonly presence: Presence) {}
+
+  private add(user: Id, args: Arg[], parse: (reply: unknown) => unknown): this {
+    this.queued.push({ user, args, parse });
+    return this;
+  }
+
+  online(user: Id, device: Id, o: { ttl?: number; scopes?: Id[] } = {}): this {
+    const args: Arg[] = ["PRESENCE.ONLINE", user, device, ...options({ ttl: o.ttl })];
+    if (o.scopes && o.scopes.length > 0) args.push("SCOPE", ...o.scopes);
+    return this.add(user, args, Number);
+  }
+
+  heartbeat(user: Id, device: Id): this {
+    return this.add(user, ["PRESENCE.HEARTBEAT", user, device], (r) => Number(r) === 1);
+  }
+
+  offline(user: Id, device: Id): this {
+    return this.add(user, ["PRESENCE.OFFLINE", user, device], Number);
+  }
+
+  get(user: Id): this {
+    return this.add(user, ["PRESENCE.GET", user], p.parseGet);
+  }
+
+  status(user: Id, status: string, o: { message?: string } = {}): this {
+    return this.add(user, ["PRESENCE.STATUS", user, status, ...options({ message: o.message })], () => undefined);
+  }
+
+  join(user: Id, device: Id, room: Id): this {
+    return this.add(user, ["PRESENCE.JOIN", user, device, room], (r) => Number(r) === 1);
+  }
+
+  leave(user: Id, device: Id, room: Id): this {
+    return this.add(user, ["PRESENCE.LEAVE", user, device, room], (r) => Number(r) === 1);
+  }
+
+  async exec(): Promise<unknown[]> {
+    const queued = this.queued.splice(0);
+    const replies = await this.presence.runQueued(queued);
+    return replies.map((reply, i) => (reply instanceof Error ? reply : (queued[i]?.parse ?? ((r) => r))(reply)));
   }
 }
 

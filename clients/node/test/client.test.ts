@@ -3,7 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import Redis from "ioredis";
-import { DeviceNotConnected, NotInRoom, Presence, userChannel } from "../src";
+import { DeviceNotConnected, InvalidArgument, NotInRoom, Presence, userChannel } from "../src";
 
 const url = process.env.REDIS_URL;
 const unique = (name: string): string => `${name}-${randomBytes(5).toString("hex")}`;
@@ -69,9 +69,22 @@ test("one server", { skip: url === undefined && "REDIS_URL names no server" }, a
     await sub.close();
   });
 
-  await t.test("channel names match the module's", async () => {
-    for (const user of ["plain", "{org:7}ann", "a}b{", unique("x")]) {
-      assert.equal(await pr.channel(user), userChannel(user).toString());
+  await t.test("channel names match the module's, binary ids included", async () => {
+    for (const user of ["plain", "{org:7}ann", "a}b{", unique("x"), Buffer.from([0x62, 0xff, 0x00, 0x7b])]) {
+      const name = (await redis.callBuffer("PRESENCE.CHANNEL", user)) as Buffer;
+      assert.ok(name.equals(userChannel(user)), String(user));
     }
+  });
+
+  await t.test("a pipeline sends queued commands and replies in order", async () => {
+    const users = [0, 1, 2].map((i) => unique(`pipe${i}`));
+    const pipe = pr.pipeline();
+    for (const user of users) pipe.online(user, "d").join(user, "d", "pipe-room").get(user);
+    pipe.status(users[0] ?? "", "sleeping");
+    const replies = await pipe.exec();
+    assert.deepEqual([replies[0], replies[3], replies[6]], [1, 1, 1]);
+    assert.deepEqual([2, 5, 8].map((i) => (replies[i] as { status: string }).status), ["online", "online", "online"]);
+    assert.ok(replies[9] instanceof InvalidArgument);
+    for (const user of users) await pr.offline(user, "d");
   });
 });

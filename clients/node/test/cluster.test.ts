@@ -54,6 +54,13 @@ test("a cluster", { skip: node === undefined && "PRESENCE_CLUSTER names no node"
     await pr.typing(users[0] ?? "", "phone", room);
     assert.deepEqual(await pr.typers(room), [[users[0], "phone"]]);
     assert.equal((await first)?.kind, "user", "the user's own channel, from its master");
+    // A pipeline of single-user commands: one per master, replies in the order queued.
+    const pipe = pr.pipeline();
+    for (const user of users) pipe.heartbeat(user, "phone").get(user);
+    const replies = await pipe.exec();
+    assert.deepEqual(replies.filter((_, i) => i % 2 === 0), users.map(() => true));
+    assert.deepEqual(replies.filter((_, i) => i % 2 === 1).map((r) => (r as { user: string }).user), users);
+    assert.equal(await moved(cluster), before, "a pipeline was redirected");
     // A slot moves while the subscription listens: it subscribes again on the new owner.
     const mover = users[0] ?? "";
     const slot = keySlot(mover);
