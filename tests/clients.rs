@@ -59,7 +59,8 @@ fn node_tests(what: &str, files: &[&str], env: &[(&str, &str)]) {
     let dir = root().join("clients/node");
     build_node_client();
     let output = Command::new("node")
-        .arg("--test")
+        // A test that hangs fails (with what it printed) instead of holding the run.
+        .args(["--test", "--test-timeout=120000"])
         .args(files)
         .current_dir(&dir)
         .envs(env.iter().copied())

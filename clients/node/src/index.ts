@@ -56,10 +56,20 @@ export class Presence {
   }
 
   /** Waits until a cluster client knows the slots (its first commands would go anywhere). */
-  async ready(): Promise<void> {
+  async ready(timeoutMs = 10000): Promise<void> {
     const client = this.client;
     if (client instanceof Cluster && client.status !== "ready") {
-      await new Promise<void>((resolve) => client.once("ready", () => resolve()));
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          client.off("ready", onReady);
+          reject(new Error(`the cluster client is not ready after ${timeoutMs} ms (${client.status})`));
+        }, timeoutMs);
+        const onReady = (): void => {
+          clearTimeout(timer);
+          resolve();
+        };
+        client.once("ready", onReady);
+      });
     }
   }
 
@@ -521,11 +531,10 @@ export class Subscription {
 
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all(
-      this.connections.splice(0).map((c) => {
-        c.removeAllListeners("end");
-        return c.quit().catch(() => undefined);
-      }),
-    );
+    // Disconnected at once: a QUIT would wait for a node that may be gone.
+    for (const c of this.connections.splice(0)) {
+      c.removeAllListeners("end");
+      c.disconnect();
+    }
   }
 }

@@ -75,7 +75,7 @@ test("a cluster", { skip: node === undefined && "PRESENCE_CLUSTER names no node"
       subscribed = Number(reply[1]) >= 1;
       if (!subscribed) await sleep(100);
     }
-    await direct.quit();
+    direct.disconnect();
     assert.ok(subscribed, "the subscription is on the new owner");
     assert.ok(sub.resubscriptions >= 1);
     const away = sub.next((e) => e.kind === "user" && e.user === mover && e.status === "away", 10000);
@@ -84,6 +84,6 @@ test("a cluster", { skip: node === undefined && "PRESENCE_CLUSTER names no node"
     for (const user of users) await pr.offline(user, "phone");
     await sub.close();
   } finally {
-    await cluster.quit();
+    cluster.disconnect();
   }
 });

@@ -19,7 +19,7 @@ from . import _calls as c
 from . import _protocol as p
 from ._calls import Call, Meta
 from ._protocol import Id
-from .events import AnyEvent, Deduplicator
+from .events import AnyEvent, SubscriptionState
 
 T = TypeVar("T")
 
@@ -220,26 +220,8 @@ class AsyncPresence:
         return sub
 
 
-class AsyncSubscription:
+class AsyncSubscription(SubscriptionState):
     """As `events.Subscription`, for asyncio: iterate `events()`, then `await close()`."""
-
-    def __init__(
-        self,
-        client: Any,
-        everyone: bool,
-        users: Sequence[Id],
-        rooms: Sequence[Id],
-        channel: str,
-    ) -> None:
-        self.client = client
-        self.dedup = Deduplicator()
-        self.channels: list[bytes] = [p._bytes(channel)] if everyone else []
-        self.channels += [p.room_channel(r) for r in rooms]
-        self.user_channels = [p.user_channel(u) for u in users]
-        self.resubscriptions = 0
-        self.lost = False
-        self.pubsubs: list[Any] = []
-        self._turn = 0
 
     async def start(self) -> None:
         self.pubsubs = await self._subscribe()
@@ -253,12 +235,8 @@ class AsyncSubscription:
             if self.user_channels:
                 await pubsub.ssubscribe(*self.user_channels)
             return [pubsub]
-        by_node: dict[str, tuple[Any, list[bytes]]] = {}
-        for ch in self.user_channels:
-            node = manager.get_node_from_slot(p.key_slot(ch))
-            by_node.setdefault(node.name, (node, []))[1].append(ch)
         pubsubs = []
-        for node, channels in by_node.values():
+        for node, channels in self.shard_plan(manager):
             pubsub = self._own_connection(node).pubsub()
             await pubsub.ssubscribe(*channels)
             pubsubs.append(pubsub)
@@ -296,10 +274,8 @@ class AsyncSubscription:
             if left is not None and left <= 0:
                 return
             message = await self._next(0.1 if left is None else min(left, 0.1))
-            if message is None:
-                continue
-            event = p.parse_event(message["data"])
-            if self.dedup.fresh(event):
+            event = None if message is None else self.fresh_event(message)
+            if event is not None:
                 if timeout is not None:
                     deadline = loop.time() + timeout
                 yield event
@@ -310,24 +286,17 @@ class AsyncSubscription:
             if self.lost:
                 await self._resubscribe_when_possible()
             return None
-        self._turn = (self._turn + 1) % len(self.pubsubs)
-        pubsub = self.pubsubs[self._turn]
+        pubsub = self.next_pubsub()
         try:
             message = await pubsub.get_message(timeout=wait / len(self.pubsubs))
         except (OSError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
             await self._resubscribe_when_possible()
             return None
-        if message is None:
-            return None
-        kind = p.text(message.get("type"))
-        if kind == "sunsubscribe" and p._bytes(message.get("channel") or b"") in set(
-            self.user_channels
-        ):
+        meaning = self.meaning(message)
+        if meaning is True:
             await self._resubscribe_when_possible()
             return None
-        if kind not in ("message", "smessage"):
-            return None
-        return dict(message)
+        return meaning or None
 
     async def _close_pubsubs(self) -> None:
         for pubsub in self.pubsubs:

@@ -33,7 +33,61 @@ class Deduplicator:
         return True
 
 
-class Subscription:
+class SubscriptionState:
+    """What the synchronous and asyncio subscriptions share: their channels, the de-duplication,
+    where each user channel is subscribed, and what a message read means."""
+
+    def __init__(
+        self,
+        client: Any,
+        everyone: bool,
+        users: Sequence[Id],
+        rooms: Sequence[Id],
+        channel: str,
+    ) -> None:
+        self.client = client
+        self.dedup = Deduplicator()
+        self.channels: list[bytes] = [p._bytes(channel)] if everyone else []
+        self.channels += [p.room_channel(r) for r in rooms]
+        self.user_channels = [p.user_channel(u) for u in users]
+        self.resubscriptions = 0
+        # Set while a resubscription is due and has not succeeded yet (the cluster is settling).
+        self.lost = False
+        self.pubsubs: list[Any] = []
+        self._turn = 0
+
+    def shard_plan(self, manager: Any) -> list[tuple[Any, list[bytes]]]:
+        """The user channels grouped by the master that owns each one's slot."""
+        by_node: dict[str, tuple[Any, list[bytes]]] = {}
+        for ch in self.user_channels:
+            node = manager.get_node_from_slot(p.key_slot(ch))
+            by_node.setdefault(node.name, (node, []))[1].append(ch)
+        return list(by_node.values())
+
+    def next_pubsub(self) -> Any:
+        """The pubsub to read next (each in turn)."""
+        self._turn = (self._turn + 1) % len(self.pubsubs)
+        return self.pubsubs[self._turn]
+
+    def meaning(self, message: Any) -> dict[str, Any] | bool | None:
+        """What a message read means: the message itself when it carries an event; True when the
+        server dropped a channel of ours (its slot moved: subscribe anew); None otherwise."""
+        if message is None:
+            return None
+        kind = p.text(message.get("type"))
+        channel = p._bytes(message.get("channel") or b"")
+        if kind == "sunsubscribe" and channel in set(self.user_channels):
+            return True
+        if kind not in ("message", "smessage"):
+            return None
+        return dict(message)
+
+    def fresh_event(self, message: dict[str, Any]) -> AnyEvent | None:
+        event = p.parse_event(message["data"])
+        return event if self.dedup.fresh(event) else None
+
+
+class Subscription(SubscriptionState):
     """Events of everyone, of some users and of some rooms: iterate `events()`, then `close()`.
 
     On a cluster, each user channel is subscribed on the master that owns its slot (with one
@@ -54,16 +108,8 @@ class Subscription:
         rooms: Sequence[Id] = (),
         channel: str = p.EVENTS_CHANNEL,
     ) -> None:
-        self.client = client
-        self.dedup = Deduplicator()
-        self.channels: list[bytes] = [p._bytes(channel)] if everyone else []
-        self.channels += [p.room_channel(r) for r in rooms]
-        self.user_channels = [p.user_channel(u) for u in users]
-        self.resubscriptions = 0
-        # Set while a resubscription is due and has not succeeded yet (the cluster is settling).
-        self.lost = False
-        self.pubsubs: list[Any] = self._subscribe()
-        self._turn = 0
+        super().__init__(client, everyone, users, rooms, channel)
+        self.pubsubs = self._subscribe()
 
     def _subscribe(self) -> list[Any]:
         """One pubsub per node the channels live on (the server's own, when not a cluster)."""
@@ -75,12 +121,8 @@ class Subscription:
             if self.user_channels:
                 pubsub.ssubscribe(*self.user_channels)
             return [pubsub]
-        by_node: dict[str, tuple[Any, list[bytes]]] = {}
-        for ch in self.user_channels:
-            node = manager.get_node_from_slot(p.key_slot(ch))
-            by_node.setdefault(node.name, (node, []))[1].append(ch)
         pubsubs = []
-        for node, channels in by_node.values():
+        for node, channels in self.shard_plan(manager):
             pubsub = self._own_connection(node).pubsub()
             pubsub.ssubscribe(*channels)
             pubsubs.append(pubsub)
@@ -125,10 +167,8 @@ class Subscription:
             if left is not None and left <= 0:
                 return
             message = self._next(0.1 if left is None else min(left, 0.1))
-            if message is None:
-                continue
-            event = p.parse_event(message["data"])
-            if self.dedup.fresh(event):
+            event = None if message is None else self.fresh_event(message)
+            if event is not None:
                 if timeout is not None:
                     deadline = time.monotonic() + timeout
                 yield event
@@ -139,26 +179,17 @@ class Subscription:
             if self.lost:
                 self._resubscribe_when_possible()
             return None
-        self._turn = (self._turn + 1) % len(self.pubsubs)
-        pubsub = self.pubsubs[self._turn]
+        pubsub = self.next_pubsub()
         try:
             message = pubsub.get_message(timeout=wait / len(self.pubsubs))
         except (OSError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
             self._resubscribe_when_possible()
             return None
-        if message is None:
-            return None
-        kind = p.text(message.get("type"))
-        if kind == "sunsubscribe" and p._bytes(message.get("channel") or b"") in self._wanted():
-            # The server dropped a channel of ours: its slot moved.
+        meaning = self.meaning(message)
+        if meaning is True:
             self._resubscribe_when_possible()
             return None
-        if kind not in ("message", "smessage"):
-            return None
-        return dict(message)
-
-    def _wanted(self) -> set[bytes]:
-        return set(self.user_channels)
+        return meaning or None
 
     def _close_pubsubs(self) -> None:
         for pubsub in self.pubsubs:
