@@ -30,6 +30,7 @@
 //! edited by hand never makes a command fail.
 
 use crate::args::MAX_TTL;
+use crate::keys;
 use crate::model::{Device, Leaving, Manual, Millis, Reason, Record, Span, Status, Typing};
 use std::collections::BTreeMap;
 
@@ -108,23 +109,10 @@ pub fn device_field(id: &[u8]) -> Vec<u8> {
     prefixed(DEVICE_PREFIX, id)
 }
 
-/// The name of the field that puts a device in a room: `room:<length of id>:<id>:<room>`.
+/// The name of the field that puts a device in a room: `room:<length of id>:<id>:<room>` (the
+/// device and the room as a [`keys::id_pair`]).
 pub fn room_field(device: &[u8], room: &[u8]) -> Vec<u8> {
-    let mut field = format!("room:{}:", device.len()).into_bytes();
-    field.extend_from_slice(device);
-    field.push(b':');
-    field.extend_from_slice(room);
-    field
-}
-
-/// `(device, room)` from the part of a room field after `room:`.
-fn parse_room_field(rest: &[u8]) -> Option<(&[u8], &[u8])> {
-    let colon = rest.iter().position(|&b| b == b':')?;
-    let len: usize = std::str::from_utf8(rest.get(..colon)?).ok()?.parse().ok()?;
-    let after = rest.get(colon + 1..)?;
-    let device = after.get(..len)?;
-    let room = after.get(len..)?.strip_prefix(b":")?;
-    (!device.is_empty() && !room.is_empty()).then_some((device, room))
+    prefixed(ROOM_PREFIX, &keys::id_pair(device, room))
 }
 
 fn typing_value(typing: &Typing) -> Vec<u8> {
@@ -220,7 +208,8 @@ impl Decoder {
                 self.record.scopes.push(scope.to_vec());
             }
         } else if let Some(rest) = field.strip_prefix(ROOM_PREFIX) {
-            if let (true, Some((id, room))) = (self.with_meta, parse_room_field(rest)) {
+            let pair = keys::parse_id_pair(rest).filter(|(id, _)| !id.is_empty());
+            if let (true, Some((id, room))) = (self.with_meta, pair) {
                 let data = std::str::from_utf8(value).ok().filter(|d| !d.is_empty());
                 self.rooms
                     .push((id.to_vec(), room.to_vec(), data.map(str::to_owned)));

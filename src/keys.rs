@@ -188,34 +188,44 @@ pub fn room_channel(room: &[u8]) -> Vec<u8> {
     channel
 }
 
-/// A device's member in the due index: `<length of user>:<user>:<device>`. The length makes it
-/// unambiguous for any bytes, and the text stays readable in `ZRANGE`.
-pub fn due_member(user: &[u8], device: &[u8]) -> Vec<u8> {
-    let len = user.len().to_string();
-    let mut member = Vec::with_capacity(len.len() + user.len() + device.len() + 2);
-    member.extend_from_slice(len.as_bytes());
-    member.push(b':');
-    member.extend_from_slice(user);
-    member.push(b':');
-    member.extend_from_slice(device);
-    member
+/// Two ids as one string, `<length of first>:<first>:<second>`: the length makes it unambiguous
+/// for any bytes, and the text stays readable (`ZRANGE`, `HGETALL`).
+pub fn id_pair(first: &[u8], second: &[u8]) -> Vec<u8> {
+    let len = first.len().to_string();
+    let mut pair = Vec::with_capacity(len.len() + first.len() + second.len() + 2);
+    pair.extend_from_slice(len.as_bytes());
+    pair.push(b':');
+    pair.extend_from_slice(first);
+    pair.push(b':');
+    pair.extend_from_slice(second);
+    pair
 }
 
-/// The user and device a due-index member names, if it is well formed.
-pub fn parse_due_member(member: &[u8]) -> Option<(&[u8], &[u8])> {
-    // Members come from a key anyone may write to: no length is trusted.
-    let colon = member.iter().position(|&b| b == b':')?;
-    let (digits, rest) = (member.get(..colon)?, member.get(colon + 1..)?);
+/// The two ids of an [`id_pair`], if it is well formed (the second is not empty).
+pub fn parse_id_pair(pair: &[u8]) -> Option<(&[u8], &[u8])> {
+    // Pairs come from keys anyone may write to: no length is trusted.
+    let colon = pair.iter().position(|&b| b == b':')?;
+    let (digits, rest) = (pair.get(..colon)?, pair.get(colon + 1..)?);
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
     let len: usize = std::str::from_utf8(digits).ok()?.parse().ok()?;
-    let (user, rest) = (rest.get(..len)?, rest.get(len..)?);
-    let device = rest.strip_prefix(b":")?;
-    if device.is_empty() {
+    let (first, rest) = (rest.get(..len)?, rest.get(len..)?);
+    let second = rest.strip_prefix(b":")?;
+    if second.is_empty() {
         return None;
     }
-    Some((user, device))
+    Some((first, second))
+}
+
+/// A device's member in the due index: `<length of user>:<user>:<device>` (an [`id_pair`]).
+pub fn due_member(user: &[u8], device: &[u8]) -> Vec<u8> {
+    id_pair(user, device)
+}
+
+/// The user and device a due-index member names, if it is well formed.
+pub fn parse_due_member(member: &[u8]) -> Option<(&[u8], &[u8])> {
+    parse_id_pair(member)
 }
 
 /// The sorted set of the slot's connected devices, scored by their deadline.

@@ -30,6 +30,10 @@ pub fn list(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
         // moment, which also leaves out a user whose last device expired a moment ago and
         // whom the sweep has not reached yet.
         let mut presence = store::user::read(ctx, user, cmd.with_devices, now)?;
+        if cmd.with_devices {
+            // Settled once, for the devices; the view then reads it as it is.
+            presence.settle(now);
+        }
         let view = presence.view(now);
         if view.status.public() == Status::Offline {
             continue;
@@ -43,7 +47,6 @@ pub fn list(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             row.push(super::query::scopes_reply(&view.scopes));
         }
         if cmd.with_devices {
-            presence.settle(now);
             let devices = match cmd.scope {
                 Some(room) => presence.devices_in(room),
                 None => presence

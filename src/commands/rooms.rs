@@ -13,7 +13,7 @@ pub fn join(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 3)?;
     let cmd = args::join(&argv)?;
     let mut write = store::user::UserWrite::open(ctx, cmd.user)?;
-    write.check_scopes(ctx, &[cmd.room.to_vec()])?;
+    write.check_scopes(ctx, [cmd.room])?;
     let now = write.now;
     let joined = write
         .presence
@@ -51,7 +51,7 @@ pub fn rooms(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
             .map(|room| Reply::Bulk(room.to_vec()))
             .collect(),
         Some(device) => presence
-            .rooms_of(Some(device))
+            .device_rooms(device)
             .into_iter()
             .map(|(room, data)| Reply::Array(vec![Reply::Bulk(room), data_reply(data)]))
             .collect(),

@@ -98,41 +98,23 @@ impl Record {
             .collect()
     }
 
-    /// The rooms of one device (`None`: of the user, scopes included), each with the device's
-    /// member data.
-    pub fn rooms_of(&self, device: Option<&[u8]>) -> Vec<(Vec<u8>, Option<String>)> {
-        match device {
-            Some(id) => self
-                .devices
-                .get(id)
-                .map(|d| d.rooms.iter().map(|(r, data)| (r.clone(), data.clone())))
-                .into_iter()
-                .flatten()
-                .collect(),
-            None => self
-                .rooms()
-                .into_iter()
-                .map(|room| (room.to_vec(), None))
-                .collect(),
-        }
+    /// The rooms one device joined, each with its member data there.
+    pub fn device_rooms(&self, device: &[u8]) -> Vec<(Vec<u8>, Option<String>)> {
+        self.devices
+            .get(device)
+            .map(|d| d.rooms.iter().map(|(r, data)| (r.clone(), data.clone())))
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
-    /// The user's holders in `room` with their member data: each device that joined it, and
-    /// [`SCOPE_HOLDER`] when it is one of the user's scopes.
-    pub fn holders(&self, room: &[u8]) -> BTreeMap<Vec<u8>, Option<String>> {
-        let scope = self
-            .scopes
-            .iter()
-            .any(|s| s.as_slice() == room)
-            .then(|| (SCOPE_HOLDER.to_vec(), None));
-        scope
-            .into_iter()
-            .chain(
-                self.devices
-                    .iter()
-                    .filter_map(|(id, d)| d.rooms.get(room).map(|data| (id.clone(), data.clone()))),
-            )
-            .collect()
+    /// Whether `device` may type in `room`: it joined it, or the room is one of the user's
+    /// scopes (the user is in it with every device).
+    fn may_type_in(&self, device: &[u8], room: &[u8]) -> bool {
+        self.devices
+            .get(device)
+            .is_some_and(|d| d.rooms.contains_key(room))
+            || self.scopes.iter().any(|s| s.as_slice() == room)
     }
 
     /// The user's devices in `room` with their member data there: every device when the room is
@@ -351,12 +333,7 @@ impl Presence {
             return Err(Refusal::NotConnected);
         }
         if let Some(room) = room {
-            if !self
-                .record
-                .holders(room)
-                .keys()
-                .any(|h| h == device || h == SCOPE_HOLDER)
-            {
+            if !self.record.may_type_in(device, room) {
                 return Err(Refusal::NotInRoom);
             }
             self.activity(now);
@@ -480,7 +457,7 @@ mod tests {
             .unwrap();
         p.join(b"phone", b"r", None, 2, 8).unwrap();
         assert_eq!(
-            p.rooms_of(Some(b"phone")),
+            p.device_rooms(b"phone"),
             vec![(b"r".to_vec(), Some(r#"{"a":1}"#.to_string()))]
         );
         p.join(b"phone", b"r", Some(r#"{"a":2}"#.into()), 3, 8)

@@ -8,13 +8,17 @@ use crate::server::Key;
 use crate::{config, deadlines, keys};
 use redis_module::{raw, Context, RedisError, RedisString};
 
-/// WRONGTYPE if the slot's listing of everyone, or of one of `scopes`, is a key of another type
-/// than a sorted set (a write would leave the user out of it).
-pub fn check_types(ctx: &Context, slot: u16, scopes: &[Vec<u8>]) -> Result<(), RedisError> {
+/// WRONGTYPE if the slot's listing of everyone, or of one of `rooms` (scopes included), is a key
+/// of another type than a sorted set (a write would leave the user out of it).
+pub fn check_types<'a>(
+    ctx: &Context,
+    slot: u16,
+    rooms: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<(), RedisError> {
     let everyone = std::iter::once(keys::listing_key(slot, None));
-    let each_scope = scopes
-        .iter()
-        .map(|scope| keys::listing_key(slot, Some(scope)));
+    let each_scope = rooms
+        .into_iter()
+        .map(|room| keys::listing_key(slot, Some(room)));
     for name in everyone.chain(each_scope) {
         Key::open(ctx, &name, false).check_type(raw::KeyType::ZSet)?;
     }

@@ -136,13 +136,7 @@ impl UserWrite {
     /// events as the `device-events` setting says.
     pub fn open(ctx: &Context, user: &[u8]) -> Result<UserWrite, RedisError> {
         let write = UserWrite::open_settling_at_most(ctx, user, usize::MAX)?;
-        let rooms: Vec<Vec<u8>> = write
-            .before
-            .rooms()
-            .into_iter()
-            .map(<[u8]>::to_vec)
-            .collect();
-        listings::check_types(ctx, write.keys.slot, &rooms)?;
+        listings::check_types(ctx, write.keys.slot, write.before.rooms())?;
         Ok(write)
     }
 
@@ -182,7 +176,11 @@ impl UserWrite {
 
     /// Fails with WRONGTYPE, before anything changes, if a listing key of `scopes` (rooms the user
     /// is about to join) holds another type.
-    pub fn check_scopes(&self, ctx: &Context, scopes: &[Vec<u8>]) -> Result<(), RedisError> {
+    pub fn check_scopes<'a>(
+        &self,
+        ctx: &Context,
+        scopes: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<(), RedisError> {
         listings::check_types(ctx, self.keys.slot, scopes)
     }
 

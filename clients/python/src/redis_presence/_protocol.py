@@ -4,6 +4,7 @@ synchronous and asyncio clients share every line of it, and it is tested without
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -322,8 +323,6 @@ def parse_event(payload: str | bytes) -> Event | RoomEvent:
         coded = d.get(name + "_b64")
         if coded is None:
             return str(d[name])
-        import base64
-
         return base64.b64decode(coded).decode("utf-8", "surrogateescape")
 
     if "room" in d:
