@@ -155,7 +155,7 @@ redis_module! {
         [info::CLOCK.name, guarded!(info::CLOCK.name, commands::sweep::clock), info::CLOCK.flags, 0, 0, 0, ""],
     ],
     event_handlers: [
-        [@ZSET @GENERIC @EXPIRED @EVICTED: lifecycle::on_keyspace_event],
+        [@HASH @ZSET @GENERIC @EXPIRED @EVICTED: lifecycle::on_keyspace_event],
     ],
     configurations: [
         i64: [

@@ -24,9 +24,10 @@ fn reread_all(ctx: &Context) {
     store::listings::rebuild_directory(ctx);
 }
 
-/// Keyspace notifications: a listing key in database 0 changed, whoever changed it (marked for the
-/// directory to re-read once), or a key the sweep reads was restored (resharding moved it here: the
-/// sweep must look at its slot).
+/// Keyspace notifications: a record or a listing key of everyone in database 0 changed by other
+/// means than the module's writes (marked for the room index or the directory to read again
+/// once), or a key the sweep reads was restored (resharding moved it here: the sweep must look
+/// at its slot).
 pub fn on_keyspace_event(ctx: &Context, _kind: NotifyEvent, event: &str, key: &[u8]) {
     guard::callback("a keyspace notification", || {
         keyspace_event(ctx, event, key)
@@ -34,17 +35,22 @@ pub fn on_keyspace_event(ctx: &Context, _kind: NotifyEvent, event: &str, key: &[
 }
 
 fn keyspace_event(ctx: &Context, event: &str, key: &[u8]) {
-    if server::selected_db(ctx) != 0 {
+    if server::selected_db(ctx) != 0 || store::effect::own_write_in_progress() {
         return;
     }
-    if matches!(event, "del" | "expired" | "evicted") && !store::effect::own_write_in_progress() {
-        // A master takes a user whose record vanished out of the listings (its sweep writes).
-        if let Some(user) = keys::parse_user_key(key) {
-            if ctx.get_flags().contains(ContextFlags::MASTER) {
-                reconcile::record_vanished(user);
-            }
-            return;
+    // While loading, nothing is followed key by key: everything is read again at the end.
+    let loading = ctx.get_flags().contains(ContextFlags::LOADING);
+    if let Some(user) = keys::parse_user_key(key) {
+        // A slot being imported is read whole when the import ends.
+        if !loading && !migration::importing(keys::slot(user)) {
+            listing::mark_user_stale(user);
         }
+        // A master takes a user whose record vanished out of the listings (its sweep writes).
+        let vanished = matches!(event, "del" | "expired" | "evicted");
+        if vanished && ctx.get_flags().contains(ContextFlags::MASTER) {
+            reconcile::record_vanished(user);
+        }
+        return;
     }
     let listing = keys::parse_listing_key(key);
     // Resharding restores a slot's keys here: its due index and timers set, and its listing of
@@ -54,9 +60,9 @@ fn keyspace_event(ctx: &Context, event: &str, key: &[u8]) {
         ("restore" | "del" | "expired" | "evicted", _) => keys::parse_index_key(key),
         _ => None,
     };
-    if let Some((slot, scope)) = listing.filter(|_| !store::effect::own_write_in_progress()) {
-        if !migration::hold_listing(scope, slot) {
-            listing::mark_dirty(scope, slot);
+    if let Some((slot, None)) = listing {
+        if !loading && !migration::importing(slot) {
+            listing::mark_dirty(slot);
         }
     }
     if let Some(slot) = restored_index {
@@ -196,16 +202,20 @@ fn slot_migration(subevent: u64, slots: Vec<u16>) {
         IMPORT_STARTED => migration::import_started(slots),
         IMPORT_COMPLETED => {
             // The slots are this node's now: list their users and sweep them at once.
-            for (scope, slot) in migration::import_ended(&slots) {
-                listing::mark_dirty(scope.as_deref(), slot);
-            }
+            migration::import_ended(&slots);
             for slot in slots {
+                listing::mark_dirty(slot);
+                listing::mark_slot_stale(slot);
                 sweep::recheck(slot);
             }
         }
-        // The server drops what arrived.
+        // The server drops what arrived; whatever the listings saw of it is read again.
         IMPORT_ABORTED => {
             migration::import_ended(&slots);
+            for slot in slots {
+                listing::mark_dirty(slot);
+                listing::mark_slot_stale(slot);
+            }
         }
         _ => {}
     }

@@ -5,7 +5,7 @@
 //! the slots are the target's. Meanwhile the target must not act on them (its sweep would announce
 //! a timeout the source announces too) nor list them (they would be counted on two nodes). So a
 //! slot being imported looks empty here until the import completes; then the sweep reads its
-//! indexes at once and the listing directory reads its listing keys. An aborted import is dropped
+//! indexes at once and the listings read its keys and records. An aborted import is dropped
 //! by the server, keys and all. The source needs nothing: it deletes the slots' keys when the
 //! target owns them, and the notifications of those deletions find nothing left to announce.
 
@@ -18,14 +18,11 @@ use std::sync::{Mutex, MutexGuard};
 struct Imports {
     /// Slots being imported.
     slots: BTreeSet<u16>,
-    /// Listing keys (scope, slot) written while their slot was being imported.
-    listings: BTreeSet<(Option<Vec<u8>>, u16)>,
 }
 
 fn imports() -> MutexGuard<'static, Imports> {
     static IMPORTS: Mutex<Imports> = Mutex::new(Imports {
         slots: BTreeSet::new(),
-        listings: BTreeSet::new(),
     });
     IMPORTS
         .lock()
@@ -48,29 +45,14 @@ pub fn import_started(slots: impl IntoIterator<Item = u16>) {
     ANY.store(!imports.slots.is_empty(), Ordering::Relaxed);
 }
 
-/// Holds back a listing key written while its slot is being imported; whether it did (else the
-/// caller handles the key as any other).
-pub fn hold_listing(scope: Option<&[u8]>, slot: u16) -> bool {
-    let mut imports = imports();
-    if !imports.slots.contains(&slot) {
-        return false;
-    }
-    imports.listings.insert((scope.map(<[u8]>::to_vec), slot));
-    true
-}
-
-/// An import of `slots` ended (completed, or aborted); the listing keys held back for them.
-pub fn import_ended(slots: &[u16]) -> Vec<(Option<Vec<u8>>, u16)> {
+/// An import of `slots` ended (completed, or aborted): whatever arrived for them is read when
+/// the listings are next used.
+pub fn import_ended(slots: &[u16]) {
     let mut imports = imports();
     for slot in slots {
         imports.slots.remove(slot);
     }
     ANY.store(!imports.slots.is_empty(), Ordering::Relaxed);
-    let (ended, still): (BTreeSet<_>, BTreeSet<_>) = std::mem::take(&mut imports.listings)
-        .into_iter()
-        .partition(|(_, slot)| slots.contains(slot));
-    imports.listings = still;
-    ended.into_iter().collect()
 }
 
 /// Forgets every import (the keyspace was replaced, or the module is unloaded).
@@ -87,15 +69,11 @@ mod tests {
     fn a_slot_is_held_back_from_start_to_end_of_its_import() {
         forget_all();
         assert!(!importing(7));
-        assert!(!hold_listing(None, 7));
         import_started([7, 8]);
         assert!(importing(7) && importing(8) && !importing(9));
-        assert!(hold_listing(None, 7));
-        assert!(hold_listing(Some(b"team"), 8));
-        assert!(!hold_listing(None, 9));
-        assert_eq!(import_ended(&[7]), vec![(None, 7)]);
+        import_ended(&[7]);
         assert!(!importing(7) && importing(8));
-        assert_eq!(import_ended(&[8]), vec![(Some(b"team".to_vec()), 8)]);
+        import_ended(&[8]);
         assert!(!importing(8));
     }
 }

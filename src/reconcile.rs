@@ -5,15 +5,17 @@
 //! A pass walks, in order:
 //! 1. every slot: its due index (members that name no device are removed; a deadline no heartbeat
 //!    could set, more than twice the longest TTL ahead, is treated as due now; the slot's users and devices are recounted for the INFO
-//!    gauges), then its listings (everyone's, and each scope's the directory knows there): an
-//!    entry whose member's record does not list them so is removed or corrected;
+//!    gauges), then its listing of everyone: an entry whose member's record does not list them
+//!    so is removed or corrected, and the room index's table of the slot keeps only users the
+//!    listing holds;
 //! 2. every key of the keyspace, with a scan cursor: each user record is settled and its index
 //!    entries, listings and TTL are made what the record says (devices that lost their deadline
-//!    are announced as timed out).
+//!    are announced as timed out); the room listing keys of earlier versions are deleted.
 //!
 //! Users whose record was deleted, expired or evicted (keyspace notifications) leave the
 //! listings on the next run, before the pass goes on.
 
+use crate::listing::rooms::user_hash;
 use crate::model::Millis;
 use crate::server::MainThread;
 use crate::{args, keys, listing, migration, stats, store};
@@ -30,8 +32,8 @@ const MAX_VANISHED: usize = 100_000;
 enum Stage {
     /// The slot's due index.
     Due,
-    /// The slot's listings: `None` everyone's, then each scope's.
-    Listing(Option<Vec<u8>>),
+    /// The slot's listing of everyone.
+    Listing,
     /// The keyspace scan over records.
     Records,
 }
@@ -39,9 +41,8 @@ enum Stage {
 struct Walk {
     slot: u16,
     stage: Stage,
-    /// The scopes of the slot's listings still to check (taken from the directory when the
-    /// slot's listings start).
-    scopes: Vec<Vec<u8>>,
+    /// The users of the slot's listing of everyone checked so far, by the room index's hash.
+    listed: Vec<u32>,
     /// The last entry checked in the current sorted set.
     after: Option<(f64, Vec<u8>)>,
     /// The due index's users and devices counted so far.
@@ -57,7 +58,7 @@ fn walk() -> MutexGuard<'static, Walk> {
     static WALK: Mutex<Walk> = Mutex::new(Walk {
         slot: 0,
         stage: Stage::Due,
-        scopes: Vec::new(),
+        listed: Vec::new(),
         after: None,
         users: BTreeSet::new(),
         devices: 0,
@@ -88,6 +89,7 @@ pub fn restart() {
     walk.stage = Stage::Due;
     walk.after = None;
     walk.users.clear();
+    walk.listed.clear();
     walk.devices = 0;
     walk.records = None;
     vanished().clear();
@@ -99,6 +101,7 @@ pub fn release() {
     let mut walk = walk();
     walk.records = None;
     walk.users = BTreeSet::new();
+    walk.listed = Vec::new();
     *vanished() = Vec::new();
 }
 
@@ -157,40 +160,36 @@ fn step(ctx: &Context, walk: &mut Walk, now: Millis) -> usize {
                 walk.users.clear();
                 walk.devices = 0;
                 walk.after = None;
-                walk.scopes = listing::directory().scopes_in_slot(slot);
-                walk.stage = Stage::Listing(None);
+                walk.stage = Stage::Listing;
             }
             spent
         }
-        Stage::Listing(ref scope) => {
-            let scope = scope.clone();
+        Stage::Listing => {
             let slot = walk.slot;
-            let name = keys::listing_key(slot, scope.as_deref());
+            let name = keys::listing_key(slot, None);
             let batch = store::index::members_after(ctx, &name, walk.after.as_ref(), BATCH);
             let done = batch.len() < BATCH;
             let spent = batch.len().max(1);
             for (member, score) in batch {
-                store::repair::reconcile_listing_entry(
-                    ctx,
-                    slot,
-                    scope.as_deref(),
-                    &member,
-                    score as Millis,
-                    now,
-                );
+                store::repair::reconcile_listing_entry(ctx, slot, &member, score as Millis, now);
+                walk.listed.push(user_hash(&member));
                 walk.after = Some((score, member));
             }
             if done {
                 if walk.after.is_some() {
                     // The directory's copy of this key is read again too: it heals from the
                     // keys alone, whatever it missed.
-                    listing::mark_dirty(scope.as_deref(), slot);
+                    listing::mark_dirty(slot);
                 }
+                // Entries of the room index that no user of the listing explains (the records
+                // of those it does are checked by the record scan).
+                let mut listed = std::mem::take(&mut walk.listed);
+                listed.sort_unstable();
+                let removed = listing::room_index()
+                    .retain_slot(slot, |hash| listed.binary_search(&hash).is_ok());
+                stats::REPAIRS.add(removed as i64);
                 walk.after = None;
-                walk.stage = match walk.scopes.pop() {
-                    Some(next) => Stage::Listing(Some(next)),
-                    None => next_slot(slot, walk),
-                };
+                walk.stage = next_slot(slot, walk);
             }
             spent
         }
@@ -199,15 +198,23 @@ fn step(ctx: &Context, walk: &mut Walk, now: Millis) -> usize {
                 .records
                 .get_or_insert_with(|| MainThread(KeysCursor::new()));
             let mut users: Vec<Vec<u8>> = Vec::new();
+            let mut legacy: Vec<Vec<u8>> = Vec::new();
             // Keys are only collected during the scan: it must not write.
             let collect =
                 |_: &Context, name: &RedisString, _: Option<&redis_module::key::RedisKey>| {
-                    if let Some(user) = keys::parse_user_key(name.as_slice()) {
+                    let name = name.as_slice();
+                    if let Some(user) = keys::parse_user_key(name) {
                         users.push(user.to_vec());
+                    } else if let Some((_, Some(_))) = keys::parse_listing_key(name) {
+                        legacy.push(name.to_vec());
                     }
                 };
             let more = cursor.0.scan(ctx, &collect);
-            let spent = 1 + 2 * users.len();
+            let spent = 1 + 2 * users.len() + legacy.len();
+            for name in legacy {
+                // A room's listing key, as versions before the in-memory room index kept them.
+                store::index::delete(ctx, &name);
+            }
             for user in users {
                 if !migration::importing(keys::slot(&user)) {
                     store::repair::reconcile_user(ctx, &user);

@@ -109,10 +109,8 @@ fn section(ctx: &InfoContext, for_crash_report: bool) -> RedisResult<()> {
     }
     // Not in a crash report: the directory's lock might be held by the code that crashed.
     if !for_crash_report {
-        let directory = listing::directory();
-        let listed = i64::try_from(directory.count(None)).unwrap_or(i64::MAX);
-        let scopes = directory.scopes() as i64;
-        drop(directory);
+        let listed = i64::try_from(listing::directory().count()).unwrap_or(i64::MAX);
+        let scopes = listing::room_index().rooms() as i64;
         section = section.field("listed", listed)?.field("scopes", scopes)?;
     }
     section.build_section()?.build_info()?;

@@ -10,9 +10,6 @@ pub fn online(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 2)?;
     let cmd = args::online(&argv)?;
     let mut write = store::user::UserWrite::open(ctx, cmd.user)?;
-    if let Some(scopes) = &cmd.scopes {
-        write.check_scopes(ctx, scopes.iter().map(Vec::as_slice))?;
-    }
     let ttl = cmd.ttl.unwrap_or_else(config::timeout);
     let known = write.presence.devices.contains_key(cmd.device);
     let count = write.presence.connect(

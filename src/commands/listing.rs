@@ -15,13 +15,18 @@ pub fn list(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 0)?;
     let cmd = args::list(&argv)?;
     store::listings::refresh_directory(ctx);
-    let (positions, more) = {
-        // Reading keys sends no notification, so nothing changes the directory meanwhile.
-        let directory = listing::directory();
-        let members = directory.members(cmd.scope);
-        listing::page(members, cmd.after.as_ref(), cmd.limit, |slot, bound| {
-            store::listings::next(ctx, slot, cmd.scope, bound)
-        })
+    let (positions, more) = match cmd.scope {
+        Some(room) => store::listings::room_page(ctx, room, cmd.after.as_ref(), cmd.limit),
+        None => {
+            // Reading keys sends no notification, so nothing changes the directory meanwhile.
+            let directory = listing::directory();
+            listing::page(
+                directory.members(),
+                cmd.after.as_ref(),
+                cmd.limit,
+                |slot, bound| store::listings::next(ctx, slot, bound),
+            )
+        }
     };
     let now = store::now();
     let mut rows = Vec::with_capacity(positions.len());
@@ -74,6 +79,9 @@ pub fn count(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 0)?;
     let scope = args::count(&argv)?;
     store::listings::refresh_directory(ctx);
-    let n = listing::directory().count(scope);
+    let n = match scope {
+        Some(room) => listing::room_index().count(room),
+        None => listing::directory().count(),
+    };
     Ok(RedisValue::Integer(i64::try_from(n).unwrap_or(i64::MAX)))
 }

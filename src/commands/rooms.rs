@@ -13,7 +13,6 @@ pub fn join(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let argv = arguments(ctx, &args, 3)?;
     let cmd = args::join(&argv)?;
     let mut write = store::user::UserWrite::open(ctx, cmd.user)?;
-    write.check_scopes(ctx, [cmd.room])?;
     let now = write.now;
     let joined = write
         .presence
@@ -92,15 +91,8 @@ pub fn typers(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let mut after: Option<Position> = None;
     let mut looked = 0;
     loop {
-        let (positions, more) = {
-            let directory = listing::directory();
-            listing::page(
-                directory.members(Some(room)),
-                after.as_ref(),
-                listing::DEFAULT_LIMIT,
-                |slot, bound| store::listings::next(ctx, slot, Some(room), bound),
-            )
-        };
+        let (positions, more) =
+            store::listings::room_page(ctx, room, after.as_ref(), listing::DEFAULT_LIMIT);
         for position in &positions {
             looked += 1;
             if position.last_active < since || looked > TYPERS_LOOK_MAX {

@@ -98,6 +98,14 @@ pub fn members_after(
     )
 }
 
+/// Deletes the key `name`, replicated.
+pub fn delete(ctx: &Context, name: &[u8]) {
+    let key = Key::open(ctx, name, true);
+    if key.kind() != raw::KeyType::Empty {
+        effect::apply(ctx, &key, Effect::Delete);
+    }
+}
+
 /// Whether the key `name` exists.
 pub fn exists(ctx: &Context, name: &[u8]) -> bool {
     Key::open(ctx, name, false).kind() != raw::KeyType::Empty

@@ -5,7 +5,7 @@ use super::index::exists;
 use super::user::{self, UserWrite};
 use super::{listings, now, vanished};
 use crate::model::{Millis, Presence};
-use crate::{codec, events, keys, stats};
+use crate::{events, keys, stats};
 use redis_module::Context;
 
 /// The sweep met `device` of `user` in the slot's due index at deadline `at`: settles the user
@@ -73,13 +73,12 @@ pub fn reconcile_user(ctx: &Context, user: &[u8]) -> bool {
     UserWrite::open(ctx, user).is_ok_and(|write| write.repair(ctx))
 }
 
-/// Checks one entry of a slot's listing (`scope` `None`: everyone) against the member's record,
-/// and takes it out or corrects it when the record does not explain it (a user whose record was
-/// deleted or evicted, a member written by hand). Whether it had to change anything.
+/// Checks one entry of a slot's listing of everyone against the member's record, and takes it
+/// out or corrects it when the record does not explain it (a user whose record was deleted or
+/// evicted, a member written by hand). Whether it had to change anything.
 pub fn reconcile_listing_entry(
     ctx: &Context,
     slot: u16,
-    scope: Option<&[u8]>,
     member: &[u8],
     score: Millis,
     now: Millis,
@@ -89,9 +88,7 @@ pub fn reconcile_listing_entry(
         if !own_slot {
             return None;
         }
-        // With the devices' rooms: a room's listing holds the users whose devices joined it.
-        let record = user::read(ctx, member, true, now).ok()?;
-        codec::listings(&record).get(&scope).copied()
+        user::read(ctx, member, false, now).ok()?.listed()
     };
     if wanted(ctx) == Some(score) {
         return false;
@@ -99,13 +96,13 @@ pub fn reconcile_listing_entry(
     if own_slot && !exists(ctx, &keys::user_key(member)) {
         // Listed, but the record is gone: announced offline (once), out of every listing.
         announce_vanished(ctx, slot, member, b"", now);
-        listings::set(ctx, slot, scope, member, None);
+        listings::set(ctx, slot, member, None);
         return true;
     }
     if own_slot {
         reconcile_user(ctx, member);
     }
-    listings::set(ctx, slot, scope, member, wanted(ctx));
+    listings::set(ctx, slot, member, wanted(ctx));
     stats::REPAIRS.add(1);
     true
 }

@@ -83,6 +83,16 @@ pub fn read(
     Ok(Presence::to_show(record, rules()))
 }
 
+/// A user's record as stored (with its devices' rooms), read at `now` without settling; `None`
+/// when there is none (or the key holds another type).
+pub fn stored(ctx: &Context, user: &[u8], now: Millis) -> Option<Record> {
+    let keys = UserKeys::open(ctx, user, false, false).ok()?;
+    if keys.record.kind() != raw::KeyType::Hash {
+        return None;
+    }
+    Some(keys.read(user, true, now))
+}
+
 /// The hot path of HEARTBEAT: a connected device keeping its TTL only moves its deadline, one
 /// index entry and one replicated `ZADD`. Devices of the user that expired meanwhile are left to
 /// the sweep (reads already ignore them). Returns false, having changed nothing, when the device
@@ -136,7 +146,7 @@ impl UserWrite {
     /// events as the `device-events` setting says.
     pub fn open(ctx: &Context, user: &[u8]) -> Result<UserWrite, RedisError> {
         let write = UserWrite::open_settling_at_most(ctx, user, usize::MAX)?;
-        listings::check_types(ctx, write.keys.slot, write.before.rooms())?;
+        listings::check_type(ctx, write.keys.slot)?;
         Ok(write)
     }
 
@@ -172,16 +182,6 @@ impl UserWrite {
     /// The record as it was stored, before settling.
     pub fn before(&self) -> &Record {
         &self.before
-    }
-
-    /// Fails with WRONGTYPE, before anything changes, if a listing key of `scopes` (rooms the user
-    /// is about to join) holds another type.
-    pub fn check_scopes<'a>(
-        &self,
-        ctx: &Context,
-        scopes: impl IntoIterator<Item = &'a [u8]>,
-    ) -> Result<(), RedisError> {
-        listings::check_types(ctx, self.keys.slot, scopes)
     }
 
     /// Writes what changed in `record` (hash fields, index entries, listings, the record's
@@ -224,20 +224,13 @@ impl UserWrite {
         repair && repaired
     }
 
-    /// Puts the user in the listings the record says (everyone and each scope, at the record's
-    /// score) whatever they held; out of the listing of everyone if not listed. Whether anything
-    /// had to change.
+    /// Puts the user in the listings the record says (everyone, at the record's score, and
+    /// its rooms) whatever they held; out of the listing of everyone if not listed. Whether the
+    /// listing of everyone had to change.
     fn write_listings_as_recorded(&self, ctx: &Context) -> bool {
         let slot = self.keys.slot;
-        let recorded = codec::listings(&self.presence);
-        let mut changed = false;
-        if recorded.is_empty() {
-            changed |= listings::set(ctx, slot, None, &self.user, None);
-        }
-        for (scope, score) in recorded {
-            changed |= listings::set(ctx, slot, scope, &self.user, Some(score));
-        }
-        changed
+        listings::rooms_as_recorded(ctx, slot, &self.user, Some(&self.presence));
+        listings::set(ctx, slot, &self.user, self.presence.listed())
     }
 
     fn write_fields(&self, ctx: &Context, changes: &Changes) {
@@ -263,21 +256,19 @@ impl UserWrite {
         effect::apply(ctx, &self.keys.due, Effect::ZRem(&gone));
     }
 
-    /// Keeps the user's entries in the slot's listings (everyone, and each scope) in step with
-    /// the record.
+    /// Keeps the user's entry in the slot's listing of everyone, and their places in the rooms'
+    /// listings, in step with the record.
     fn write_listings(&self, ctx: &Context, changes: &Changes) {
+        let slot = self.keys.slot;
         for (scope, score) in &changes.listed_set {
-            listings::set(
-                ctx,
-                self.keys.slot,
-                scope.as_deref(),
-                &self.user,
-                Some(*score),
-            );
+            if scope.is_none() {
+                listings::set(ctx, slot, &self.user, Some(*score));
+            }
         }
-        for scope in &changes.listed_delete {
-            listings::set(ctx, self.keys.slot, scope.as_deref(), &self.user, None);
+        if changes.listed_delete.contains(&None) {
+            listings::set(ctx, slot, &self.user, None);
         }
+        listings::move_in_rooms(slot, &self.user, &self.before, &self.presence);
     }
 
     /// Keeps the user's own timer in the slot's timers set. It is compared with what is stored,

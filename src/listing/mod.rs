@@ -1,17 +1,24 @@
-//! Online listings: who is online (everyone, or the members of a scope), most recently active
+//! Online listings: who is online (everyone, or the members of a room), most recently active
 //! first, and how many.
 //!
-//! Each listing is stored per slot (`keys::listing_key`), so every key stays in its user's slot.
-//! Answering a node-wide question from 16384 possible keys per listing, without opening them all,
-//! takes knowing what each holds: the node keeps in memory, per listing and non-empty slot, the
-//! scores of its members (8 bytes each, no user ids), and per listing their number. That
-//! directory is derived from the keys alone. It follows every change to a listing key through
-//! keyspace notifications (the module's own writes, the replication stream on a replica, keys
-//! restored or deleted by resharding, edits by hand) and is rebuilt from a scan of the keyspace
-//! after loading, after a flush and after SWAPDB. So `COUNT` is one lookup, and a `LIST` page, at
-//! any depth, finds in memory which slots hold its rows and opens about one key per row.
+//! The listing of everyone is stored per slot (`keys::listing_key`), so every key stays in its
+//! user's slot. Answering a node-wide question from 16384 keys, without opening them all, takes
+//! knowing what each holds: the node keeps in memory, per non-empty slot, the scores of its
+//! members (8 bytes each, no user ids), and their number. That directory is derived from the keys
+//! alone. It follows every change to a listing key through keyspace notifications (the module's
+//! own writes, the replication stream on a replica, keys restored or deleted by resharding, edits
+//! by hand) and is rebuilt from a scan of the keyspace after loading, after a flush and after
+//! SWAPDB. So `COUNT` is one lookup, and a `LIST` page, at any depth, finds in memory which slots
+//! hold its rows and opens about one key per row.
+//!
+//! Rooms (scopes included) have no keys of their own: [`rooms`] derives their listings from the
+//! records, in memory, and resolves their members through the listing of everyone.
+
+pub mod ordered;
+pub mod rooms;
 
 use crate::model::Millis;
+use rooms::RoomIndex;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::sync::{LazyLock, Mutex, MutexGuard};
@@ -51,38 +58,36 @@ impl Members {
         }
     }
 
+    /// The slots with members.
+    pub fn slots(&self) -> impl Iterator<Item = u16> + '_ {
+        self.per_slot.keys().copied()
+    }
+
     /// The scores of a slot's members, lowest first.
     fn scores(&self, slot: u16) -> &[Millis] {
         self.per_slot.get(&slot).map_or(&[], Vec::as_slice)
     }
 }
 
-/// The members' scores of every non-empty listing: everyone's, and each room's (scopes included).
+/// The scores of the members of the listing of everyone, per slot.
 #[derive(Debug, Default)]
 pub struct Directory {
     everyone: Members,
-    rooms: HashMap<Vec<u8>, Members>,
 }
 
 impl Directory {
-    /// Records the scores (lowest first) that the listing's key in `slot` now holds.
-    pub fn set(&mut self, scope: Option<&[u8]>, slot: u16, scores: Vec<Millis>) {
-        self.update(scope, slot, |held| *held = scores);
+    /// Records the scores (lowest first) that the slot's listing key now holds.
+    pub fn set(&mut self, slot: u16, scores: Vec<Millis>) {
+        self.everyone.update(slot, |held| *held = scores);
     }
 
-    /// Records that one member of the listing's key in `slot` moved from score `old` to `new`
+    /// Records that one member of the slot's listing key moved from score `old` to `new`
     /// (`None`: absent), as the module's own writes know it.
-    pub fn replace(
-        &mut self,
-        scope: Option<&[u8]>,
-        slot: u16,
-        old: Option<Millis>,
-        new: Option<Millis>,
-    ) {
+    pub fn replace(&mut self, slot: u16, old: Option<Millis>, new: Option<Millis>) {
         if old == new {
             return;
         }
-        self.update(scope, slot, |scores| {
+        self.everyone.update(slot, |scores| {
             if let Some(i) = old.and_then(|old| scores.binary_search(&old).ok()) {
                 scores.remove(i);
             }
@@ -93,53 +98,13 @@ impl Directory {
         });
     }
 
-    fn update(&mut self, scope: Option<&[u8]>, slot: u16, change: impl FnOnce(&mut Vec<Millis>)) {
-        let Some(room) = scope else {
-            self.everyone.update(slot, change);
-            return;
-        };
-        // Looked up by the borrowed name: the hot path (a member moving) allocates nothing.
-        match self.rooms.get_mut(room) {
-            Some(members) => {
-                members.update(slot, change);
-                if members.per_slot.is_empty() {
-                    self.rooms.remove(room);
-                }
-            }
-            None => {
-                let mut members = Members::default();
-                members.update(slot, change);
-                if !members.per_slot.is_empty() {
-                    self.rooms.insert(room.to_vec(), members);
-                }
-            }
-        }
-    }
-
-    pub fn count(&self, scope: Option<&[u8]>) -> u64 {
-        self.members(scope).map_or(0, |m| m.total)
-    }
-
-    /// How many rooms (scopes included) have members.
-    pub fn scopes(&self) -> usize {
-        self.rooms.len()
-    }
-
-    /// The rooms (scopes included) with members in `slot`.
-    pub fn scopes_in_slot(&self, slot: u16) -> Vec<Vec<u8>> {
-        self.rooms
-            .iter()
-            .filter(|(_, members)| members.per_slot.contains_key(&slot))
-            .map(|(room, _)| room.clone())
-            .collect()
+    pub fn count(&self) -> u64 {
+        self.everyone.total
     }
 
     /// The listing's members, if it has any.
-    pub fn members(&self, scope: Option<&[u8]>) -> Option<&Members> {
-        match scope {
-            None => Some(&self.everyone).filter(|m| !m.per_slot.is_empty()),
-            Some(room) => self.rooms.get(room),
-        }
+    pub fn members(&self) -> Option<&Members> {
+        Some(&self.everyone).filter(|m| !m.per_slot.is_empty())
     }
 
     /// Forgets everything, memory included.
@@ -148,38 +113,37 @@ impl Directory {
     }
 }
 
-/// Listing keys changed by something else than the module's own writes (the replication stream
-/// on a replica, AOF loading, RESTORE, DEL, edits by hand), by scope and slot: their scores are
-/// read again once, before the directory is next used, rather than once per change (a replica
-/// applying a stream of ZADDs to one listing key would otherwise read the whole key for each).
-fn dirty() -> MutexGuard<'static, BTreeSet<(Option<Vec<u8>>, u16)>> {
-    static DIRTY: Mutex<BTreeSet<(Option<Vec<u8>>, u16)>> = Mutex::new(BTreeSet::new());
+/// Slots whose listing key of everyone changed by something else than the module's own writes
+/// (the replication stream on a replica, AOF loading, RESTORE, DEL, edits by hand): their scores
+/// are read again once, before the directory is next used, rather than once per change (a
+/// replica applying a stream of ZADDs to one listing key would otherwise read the whole key for
+/// each).
+fn dirty() -> MutexGuard<'static, BTreeSet<u16>> {
+    static DIRTY: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     DIRTY
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The listing key of `scope` in `slot` changed without telling the directory how.
-pub fn mark_dirty(scope: Option<&[u8]>, slot: u16) {
-    dirty().insert((scope.map(<[u8]>::to_vec), slot));
+/// The slot's listing key changed without telling the directory how.
+pub fn mark_dirty(slot: u16) {
+    dirty().insert(slot);
 }
 
-/// Re-reads the listing keys marked dirty with `scores_of` (scope, slot: the key's scores,
-/// lowest first), so the directory is exact again.
-pub fn refresh(mut scores_of: impl FnMut(Option<&[u8]>, u16) -> Vec<Millis>) {
+/// Re-reads the listing keys marked dirty with `scores_of` (slot: the key's scores, lowest
+/// first), so the directory is exact again.
+pub fn refresh(mut scores_of: impl FnMut(u16) -> Vec<Millis>) {
     let pending = std::mem::take(&mut *dirty());
-    if pending.is_empty() {
-        return;
-    }
-    for (scope, slot) in pending {
-        let scores = scores_of(scope.as_deref(), slot);
-        directory().set(scope.as_deref(), slot, scores);
+    for slot in pending {
+        let scores = scores_of(slot);
+        directory().set(slot, scores);
     }
 }
 
 /// Forgets the marks (the directory is rebuilt from the keyspace anyway).
 pub fn clear_dirty() {
     *dirty() = BTreeSet::new();
+    *stale() = Stale::default();
 }
 
 /// The node's directory. Commands, notifications and server events all run on the main thread;
@@ -189,6 +153,73 @@ pub fn directory() -> MutexGuard<'static, Directory> {
     DIRECTORY
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The node's room index (see [`rooms`]).
+pub fn room_index() -> MutexGuard<'static, RoomIndex> {
+    static ROOMS: LazyLock<Mutex<RoomIndex>> = LazyLock::new(Mutex::default);
+    ROOMS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Most users queued for the room index to read again; past that it is rebuilt whole.
+const MAX_STALE_USERS: usize = 100_000;
+
+/// What the room index must read again before it is next used: records changed without the
+/// module's writes saying how (the replication stream on a replica, RESTORE, DEL, eviction,
+/// edits by hand), and slots whose keys arrived or left all at once.
+#[derive(Debug, Default)]
+pub struct Stale {
+    pub users: BTreeSet<Vec<u8>>,
+    pub slots: BTreeSet<u16>,
+    /// Everything: too many users were queued.
+    pub all: bool,
+}
+
+impl Stale {
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.slots.is_empty() && !self.all
+    }
+}
+
+fn stale() -> MutexGuard<'static, Stale> {
+    static STALE: Mutex<Stale> = Mutex::new(Stale {
+        users: BTreeSet::new(),
+        slots: BTreeSet::new(),
+        all: false,
+    });
+    STALE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// `user`'s record changed without the room index being told how.
+pub fn mark_user_stale(user: &[u8]) {
+    let mut stale = stale();
+    if stale.all || stale.users.contains(user) {
+        return;
+    }
+    if stale.users.len() >= MAX_STALE_USERS {
+        stale.users = BTreeSet::new();
+        stale.all = true;
+    } else {
+        stale.users.insert(user.to_vec());
+    }
+}
+
+/// Every record of `slot` must be read again.
+pub fn mark_slot_stale(slot: u16) {
+    stale().slots.insert(slot);
+}
+
+/// What is stale, leaving nothing marked.
+pub fn take_stale() -> Stale {
+    let mut stale = stale();
+    if stale.is_empty() {
+        return Stale::default();
+    }
+    std::mem::take(&mut *stale)
 }
 
 /// A member's place in a listing: most recent activity first, then user ids in descending byte
@@ -370,8 +401,8 @@ mod tests {
     }
 
     /// The listing's slots and their scores, checking that the tops agree with them.
-    fn slots(d: &Directory, scope: Option<&[u8]>) -> Vec<(u16, Vec<Millis>)> {
-        let Some(m) = d.members(scope) else {
+    fn slots(d: &Directory) -> Vec<(u16, Vec<Millis>)> {
+        let Some(m) = d.members() else {
             return Vec::new();
         };
         let tops: BTreeSet<(Millis, u16)> = m
@@ -390,27 +421,24 @@ mod tests {
     #[test]
     fn the_directory_counts_members_across_slots() {
         let mut d = Directory::default();
-        d.set(None, 7, vec![1, 2, 70]);
-        d.set(None, 9, vec![5, 90]);
-        d.set(Some(b"zone"), 9, vec![90]);
-        assert_eq!(d.count(None), 5);
-        assert_eq!(slots(&d, None), vec![(7, vec![1, 2, 70]), (9, vec![5, 90])]);
-        d.set(None, 7, vec![75]);
-        assert_eq!(d.count(None), 3);
-        d.set(None, 7, vec![]);
-        d.set(None, 9, vec![]);
-        assert_eq!(d.count(None), 0);
-        assert!(slots(&d, None).is_empty());
-        assert_eq!(d.count(Some(b"zone")), 1);
-        assert_eq!(d.count(Some(b"other")), 0);
+        d.set(7, vec![1, 2, 70]);
+        d.set(9, vec![5, 90]);
+        assert_eq!(d.count(), 5);
+        assert_eq!(slots(&d), vec![(7, vec![1, 2, 70]), (9, vec![5, 90])]);
+        d.set(7, vec![75]);
+        assert_eq!(d.count(), 3);
         // Single moves, as the module's writes report them.
-        d.replace(Some(b"zone"), 9, Some(90), Some(95));
-        d.replace(Some(b"zone"), 4, None, Some(40));
-        assert_eq!(slots(&d, Some(b"zone")), vec![(4, vec![40]), (9, vec![95])]);
-        d.replace(Some(b"zone"), 9, Some(95), None);
-        d.replace(Some(b"zone"), 4, Some(40), None);
-        assert_eq!(d.count(Some(b"zone")), 0);
-        assert!(slots(&d, Some(b"zone")).is_empty());
+        d.replace(9, Some(90), Some(95));
+        d.replace(4, None, Some(40));
+        assert_eq!(
+            slots(&d),
+            vec![(4, vec![40]), (7, vec![75]), (9, vec![5, 95])]
+        );
+        d.replace(4, Some(40), None);
+        d.set(7, vec![]);
+        d.set(9, vec![]);
+        assert_eq!(d.count(), 0);
+        assert!(slots(&d).is_empty());
     }
 
     #[test]
@@ -431,7 +459,7 @@ mod tests {
         let mut d = Directory::default();
         for (slot, mut held) in scores {
             held.sort_unstable();
-            d.set(None, slot, held);
+            d.set(slot, held);
         }
         d
     }
@@ -460,7 +488,7 @@ mod tests {
         ];
         let next = slots_of(&members);
         let d = directory_of(&members);
-        let slots = d.members(None);
+        let slots = d.members();
         let (rows, more) = page(slots, None, 3, &next);
         assert_eq!(rows, vec![at(50, "a"), at(40, "d"), at(40, "c")]);
         assert!(more);
@@ -483,7 +511,7 @@ mod tests {
             .flat_map(|s| (0..3).map(move |k| (s, at(Millis::from(s) + 1000 * k, "u"))))
             .collect();
         let d = directory_of(&members);
-        let slots = d.members(None);
+        let slots = d.members();
         let next = slots_of(&members);
         let reads = std::cell::Cell::new(0);
         let counted = |slot, bound: Option<&Position>| {
@@ -528,7 +556,7 @@ mod tests {
             let mut expected: Vec<Position> = members.iter().map(|(_, p)| p.clone()).collect();
             expected.sort_unstable_by(|a, b| b.cmp(a));
             let d = directory_of(&members);
-            let slots = d.members(None);
+            let slots = d.members();
             let next = slots_of(&members);
             for limit in [1, 3, 7, 1000] {
                 let (mut all, mut after) = (Vec::new(), None::<Position>);
@@ -550,7 +578,7 @@ mod tests {
     fn a_member_that_becomes_active_mid_listing_is_not_listed_twice() {
         let mut members = vec![(1, at(30, "a")), (1, at(20, "b")), (2, at(10, "c"))];
         let (first, _) = page(
-            directory_of(&members).members(None),
+            directory_of(&members).members(),
             None,
             1,
             slots_of(&members),
@@ -558,7 +586,7 @@ mod tests {
         assert_eq!(first, vec![at(30, "a")]);
         members[0].1 = at(99, "a");
         let d = directory_of(&members);
-        let (rest, more) = page(d.members(None), first.last(), 10, slots_of(&members));
+        let (rest, more) = page(d.members(), first.last(), 10, slots_of(&members));
         assert_eq!(rest, vec![at(20, "b"), at(10, "c")]);
         assert!(!more);
     }

@@ -1,0 +1,242 @@
+//! A sorted multiset of `u64` kept in blocks: a room's members in order of activity, at about ten
+//! bytes each, with inserts and removals that move at most one block.
+//!
+//! A B-tree would spend more than its keys on nodes and pointers; one sorted vector would move
+//! millions of entries on each change of a large room. Blocks of up to [`BLOCK`] values, split
+//! when full and merged when nearly empty, keep both costs small.
+
+/// Most values a block holds (4 KiB of them).
+const BLOCK: usize = 512;
+
+#[derive(Debug, Default)]
+pub struct Ordered {
+    /// Each block sorted, each non-empty, every value of a block at or below every value of the
+    /// next one.
+    blocks: Vec<Vec<u64>>,
+    len: usize,
+}
+
+impl Ordered {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The block where `value` is or would go: the first whose last value is at or above it
+    /// (the last block for a value above all).
+    fn block_of(&self, value: u64) -> usize {
+        let i = self
+            .blocks
+            .partition_point(|b| b.last().is_some_and(|last| *last < value));
+        i.min(self.blocks.len().saturating_sub(1))
+    }
+
+    pub fn insert(&mut self, value: u64) {
+        self.len += 1;
+        if self.blocks.is_empty() {
+            self.blocks.push(vec![value]);
+            return;
+        }
+        let i = self.block_of(value);
+        let Some(block) = self.blocks.get_mut(i) else {
+            return;
+        };
+        if block.len() >= BLOCK {
+            // Two halves, each with room for a full block, so neither grows by doubling.
+            let mut upper = Vec::with_capacity(BLOCK);
+            upper.extend_from_slice(block.get(BLOCK / 2..).unwrap_or_default());
+            block.truncate(BLOCK / 2);
+            block.reserve_exact(BLOCK - block.len());
+            self.blocks.insert(i + 1, upper);
+            self.len -= 1;
+            return self.insert(value);
+        }
+        let at = block.partition_point(|v| *v < value);
+        block.insert(at, value);
+    }
+
+    /// Removes one occurrence of `value`; whether there was one.
+    pub fn remove(&mut self, value: u64) -> bool {
+        if self.blocks.is_empty() {
+            return false;
+        }
+        let i = self.block_of(value);
+        let Some(block) = self.blocks.get_mut(i) else {
+            return false;
+        };
+        let Ok(at) = block.binary_search(&value) else {
+            return false;
+        };
+        block.remove(at);
+        self.len -= 1;
+        let len = block.len();
+        if len == 0 {
+            self.blocks.remove(i);
+        } else if len < BLOCK / 8 {
+            self.merge_small(i);
+        }
+        true
+    }
+
+    /// A block left nearly empty joins a neighbour that has room, so memory follows the count.
+    fn merge_small(&mut self, i: usize) {
+        let fits = |j: usize, blocks: &[Vec<u64>]| {
+            blocks
+                .get(j)
+                .is_some_and(|b| b.len() + blocks[i].len() <= BLOCK)
+        };
+        if i + 1 < self.blocks.len() && fits(i + 1, &self.blocks) {
+            let next = self.blocks.remove(i + 1);
+            self.blocks[i].extend_from_slice(&next);
+        } else if i > 0 && fits(i - 1, &self.blocks) {
+            let this = self.blocks.remove(i);
+            self.blocks[i - 1].extend_from_slice(&this);
+        } else if self.blocks.len() == 1 {
+            // A small room that shrank: its only block gives back what it no longer needs.
+            let block = &mut self.blocks[0];
+            if block.capacity() > 4 * block.len() {
+                block.shrink_to(2 * block.len());
+            }
+        }
+    }
+
+    pub fn contains(&self, value: u64) -> bool {
+        !self.blocks.is_empty()
+            && self
+                .blocks
+                .get(self.block_of(value))
+                .is_some_and(|b| b.binary_search(&value).is_ok())
+    }
+
+    /// The values below `bound` (all when `None`), highest first, each as often as it is held.
+    pub fn below(&self, bound: Option<u64>) -> impl Iterator<Item = u64> + '_ {
+        // The blocks to walk (`..blocks`), and how much of the last of them is below the bound.
+        let (blocks, cut) = match bound {
+            Some(bound) if !self.blocks.is_empty() => {
+                let i = self.block_of(bound);
+                let cut = self
+                    .blocks
+                    .get(i)
+                    .map(|b| b.partition_point(|v| *v < bound));
+                (i + 1, cut.map(|cut| (i, cut)))
+            }
+            Some(_) => (0, None),
+            None => (self.blocks.len(), None),
+        };
+        self.blocks
+            .get(..blocks)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .rev()
+            .flat_map(move |(j, block)| {
+                let upto = match cut {
+                    Some((i, cut)) if i == j => cut,
+                    _ => block.len(),
+                };
+                block.get(..upto).unwrap_or_default().iter().rev().copied()
+            })
+    }
+
+    /// The distinct values below `bound` (all when `None`), highest first.
+    pub fn distinct_below(&self, bound: Option<u64>) -> impl Iterator<Item = u64> + '_ {
+        let mut last = None;
+        self.below(bound).filter(move |v| {
+            let new = last != Some(*v);
+            last = Some(*v);
+            new
+        })
+    }
+
+    /// The bytes its blocks take (their capacity), for the memory figure in INFO.
+    pub fn allocated(&self) -> usize {
+        self.blocks.capacity() * std::mem::size_of::<Vec<u64>>()
+            + self
+                .blocks
+                .iter()
+                .map(|b| b.capacity() * std::mem::size_of::<u64>())
+                .sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(o: &Ordered, model: &[u64]) {
+        let mut sorted = model.to_vec();
+        sorted.sort_unstable();
+        let all: Vec<u64> = o.below(None).collect();
+        sorted.reverse();
+        assert_eq!(all, sorted);
+        assert_eq!(o.len(), model.len());
+        assert!(o.blocks.iter().all(|b| !b.is_empty() && b.len() <= BLOCK));
+        assert!(o.blocks.iter().all(|b| b.capacity() <= BLOCK.max(8)));
+    }
+
+    #[test]
+    fn it_holds_a_sorted_multiset_through_splits_and_merges() {
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut random = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut o = Ordered::default();
+        let mut model = Vec::new();
+        for round in 0..20_000 {
+            let v = random(3000);
+            if round % 3 == 2 {
+                let had = model.iter().position(|x| *x == v);
+                assert_eq!(o.remove(v), had.is_some());
+                if let Some(i) = had {
+                    model.swap_remove(i);
+                }
+            } else {
+                o.insert(v);
+                model.push(v);
+            }
+            assert_eq!(o.contains(v), model.contains(&v));
+        }
+        check(&o, &model);
+        assert!(o.blocks.len() > 10, "{} blocks", o.blocks.len());
+        for v in model.clone() {
+            assert!(o.remove(v));
+        }
+        check(&o, &[]);
+        assert!(o.blocks.is_empty());
+    }
+
+    #[test]
+    fn below_walks_down_from_a_bound_and_distinct_skips_repeats() {
+        let mut o = Ordered::default();
+        for v in [5, 1, 9, 5, 7, 3, 5] {
+            o.insert(v);
+        }
+        assert_eq!(o.below(Some(7)).collect::<Vec<_>>(), vec![5, 5, 5, 3, 1]);
+        assert_eq!(o.below(Some(6)).collect::<Vec<_>>(), vec![5, 5, 5, 3, 1]);
+        assert_eq!(o.below(Some(100)).count(), 7);
+        assert_eq!(o.below(Some(1)).count(), 0);
+        assert_eq!(o.below(Some(0)).count(), 0);
+        assert_eq!(
+            o.distinct_below(None).collect::<Vec<_>>(),
+            vec![9, 7, 5, 3, 1]
+        );
+        assert_eq!(Ordered::default().below(Some(3)).count(), 0);
+        // Across many blocks.
+        let mut big = Ordered::default();
+        for v in 0..5000 {
+            big.insert(v * 2);
+        }
+        assert_eq!(
+            big.below(Some(4001)).take(3).collect::<Vec<_>>(),
+            vec![4000, 3998, 3996]
+        );
+        assert_eq!(big.below(Some(4000)).next(), Some(3998));
+        assert_eq!(big.below(Some(2)).collect::<Vec<_>>(), vec![0]);
+    }
+}
