@@ -5,7 +5,7 @@
 //! |----------------|---------------------------------------------|
 //! | `since`        | ms when the current status began            |
 //! | `last_seen`    | ms of the latest departure                  |
-//! | `seq`          | number of the latest event announced        |
+//! | `seq`          | number of the latest event announced, counted from `since` × 1000 when near it |
 //! | `status`       | the status as last settled (absent: offline, or online when a device is registered) |
 //! | `manual`       | the status set by hand                      |
 //! | `message`      | its custom message                          |
@@ -14,14 +14,14 @@
 //! | `leaving`      | `<ms>:<disconnect|timeout>:<device>`: the last device left, grace running |
 //! | `last_device`  | the device that left last                   |
 //! | `scope:<name>` | empty: the user is in scope `<name>`            |
-//! | `dev:<id>`     | `<connected_at>:<ttl>`, then `:<order>` when not 0 (see [`Device::order`]) |
+//! | `dev:<id>`     | `<connected_at>:<ttl>`, then `:<order>` when not 0 (see [`Device::order`]); `<ttl>` alone when connected at `since` with order 0 |
 //! | `meta:<id>`    | the device's META JSON text (when given)    |
 //! | `ctx:<id>`     | the conversation the device has open        |
 //! | `room:<n>:<id>:<room>` | the device (`<n>` bytes long) is in `<room>`; the value is its member data |
 //! | `typing:<id>`  | `<until>:<room>`: the device types in `<room>` until `<until>` |
 //!
 //! A listed user (see [`Record::listed`]) also has an entry, scored by last activity, in the slot's
-//! listing of everyone and in that of each of their rooms (scopes included).
+//! listing of everyone; their rooms (scopes included) are listed in memory (`listing::rooms`).
 //!
 //! A device's deadline lives only in the due index, and its last heartbeat is the deadline minus
 //! its TTL, so a heartbeat rewrites one index entry and nothing else. Values are decimal text so the
@@ -65,20 +65,33 @@ fn parse_millis(value: &[u8]) -> Option<Millis> {
     std::str::from_utf8(value).ok()?.parse().ok()
 }
 
-/// The value of a device's `dev:` field.
-pub fn device_value(connected_at: Millis, Span(ttl): Span, order: u64) -> Vec<u8> {
-    if order == 0 {
+/// The value of a device's `dev:` field: its TTL alone when it connected when the user's status
+/// began (`since`) and is first in its millisecond (the usual single device: an integer, which
+/// the hash stores in a few bytes).
+pub fn device_value(
+    connected_at: Millis,
+    Span(ttl): Span,
+    order: u64,
+    since: Option<Millis>,
+) -> Vec<u8> {
+    if order == 0 && since == Some(connected_at) {
+        ttl.to_string().into_bytes()
+    } else if order == 0 {
         format!("{connected_at}:{ttl}").into_bytes()
     } else {
         format!("{connected_at}:{ttl}:{order}").into_bytes()
     }
 }
 
-/// `(connected_at, ttl, order)` from a device's `dev:` field.
-pub fn parse_device_value(value: &[u8]) -> Option<(Millis, Span, u64)> {
+/// `(connected_at, ttl, order)` from a device's `dev:` field; `connected_at` is `None` in the
+/// short form (the record's `since`).
+pub fn parse_device_value(value: &[u8]) -> Option<(Option<Millis>, Span, u64)> {
     let mut parts = value.split(|&b| b == b':');
-    let connected_at = parse_millis(parts.next()?)?;
-    let ttl = parse_millis(parts.next()?)?;
+    let first = parse_millis(parts.next()?)?;
+    let Some(ttl) = parts.next() else {
+        return (first > 0).then_some((None, Span(first), 0));
+    };
+    let ttl = parse_millis(ttl)?;
     let order = match parts.next() {
         Some(order) => std::str::from_utf8(order).ok()?.parse().ok()?,
         None => 0,
@@ -86,7 +99,39 @@ pub fn parse_device_value(value: &[u8]) -> Option<(Millis, Span, u64)> {
     if parts.next().is_some() || ttl <= 0 {
         return None;
     }
-    Some((connected_at, Span(ttl), order))
+    Some((Some(first), Span(ttl), order))
+}
+
+/// Stored `seq` values below this (in size) count from the record's `since` in microseconds
+/// (`since` × 1000, where a user's numbering starts: see `model::next_seq`), so a user's usual
+/// `seq` takes a small integer instead of sixteen digits; larger ones are the number itself.
+const SEQ_RELATIVE_BELOW: i64 = 1_000_000_000_000;
+
+/// The stored form of `seq` for a record whose status began at `since`.
+fn seq_value(seq: u64, since: Option<Millis>) -> Vec<u8> {
+    let base = since.and_then(|since| since.checked_mul(1000));
+    let relative = base
+        .and_then(|base| i64::try_from(seq).ok()?.checked_sub(base))
+        .filter(|delta| delta.abs() < SEQ_RELATIVE_BELOW);
+    match relative {
+        Some(delta) => delta.to_string().into_bytes(),
+        None => seq.to_string().into_bytes(),
+    }
+}
+
+/// `seq` from its stored form and the record's `since` (0, which starts the numbering afresh,
+/// when it cannot be one the module wrote).
+fn parse_seq(value: i64, since: Option<Millis>) -> u64 {
+    let seq = if value.abs() < SEQ_RELATIVE_BELOW {
+        since
+            .and_then(|since| since.checked_mul(1000))
+            .and_then(|base| base.checked_add(value))
+    } else {
+        Some(value)
+    };
+    seq.and_then(|seq| u64::try_from(seq).ok())
+        .filter(|&n| n <= crate::model::MAX_SEQ)
+        .unwrap_or(0)
 }
 
 fn parse_leaving(value: &[u8]) -> Option<Leaving> {
@@ -138,10 +183,12 @@ pub struct Decoder {
     status: Option<Status>,
     /// The `last_active` field, if present (its value may say "never").
     last_active: Option<Option<Millis>>,
+    /// The `seq` field as stored (relative to `since`, see [`seq_value`]).
+    seq: Option<i64>,
     manual: Option<Status>,
     message: Option<String>,
     manual_until: Option<Millis>,
-    devices: Vec<(Vec<u8>, Millis, Span, u64)>,
+    devices: Vec<(Vec<u8>, Option<Millis>, Span, u64)>,
     metas: Vec<(Vec<u8>, String)>,
     contexts: Vec<(Vec<u8>, Vec<u8>)>,
     rooms: Vec<(Vec<u8>, Vec<u8>, Option<String>)>,
@@ -156,6 +203,7 @@ impl Decoder {
             record: Record::default(),
             status: None,
             last_active: None,
+            seq: None,
             manual: None,
             message: None,
             manual_until: None,
@@ -176,11 +224,9 @@ impl Decoder {
         } else if field == SEQ {
             // Anything else than a number the module could have written restarts the sequence
             // (see `model::next_seq`), which stays above what consumers saw.
-            self.record.seq = std::str::from_utf8(value)
+            self.seq = std::str::from_utf8(value)
                 .ok()
-                .and_then(|text| text.parse::<u64>().ok())
-                .filter(|&n| n <= crate::model::MAX_SEQ)
-                .unwrap_or(0);
+                .and_then(|text| text.parse::<i64>().ok());
         } else if field == STATUS {
             self.status = Status::parse(value);
         } else if field == MANUAL {
@@ -235,7 +281,13 @@ impl Decoder {
         // Fields come in hash order; the record keeps scopes sorted.
         self.record.scopes.sort_unstable();
         self.record.last_active = self.last_active.unwrap_or(self.record.since);
+        let since = self.record.since;
+        self.record.seq = self.seq.map_or(0, |value| parse_seq(value, since));
         for (id, connected_at, ttl, order) in self.devices {
+            // The short form needs the record's `since`.
+            let Some(connected_at) = connected_at.or(since) else {
+                continue;
+            };
             let mut device = match deadline(&id) {
                 // No heartbeat sets a deadline further than its TTL ahead (with a margin of the
                 // longest TTL for clocks that differ: another node's, a step).
@@ -334,7 +386,7 @@ pub fn encode(record: &Record) -> Fields {
         fields.insert(LAST_SEEN.to_vec(), seen.to_string().into_bytes());
     }
     if record.seq > 0 {
-        fields.insert(SEQ.to_vec(), record.seq.to_string().into_bytes());
+        fields.insert(SEQ.to_vec(), seq_value(record.seq, record.since));
     }
     // The usual statuses are left out (about 16 bytes a user): offline, and online with a device.
     let implied = match record.status {
@@ -375,7 +427,7 @@ pub fn encode(record: &Record) -> Fields {
     for (id, device) in &record.devices {
         fields.insert(
             device_field(id),
-            device_value(device.connected_at, device.ttl, device.order),
+            device_value(device.connected_at, device.ttl, device.order, record.since),
         );
         if let Some(meta) = &device.meta {
             fields.insert(prefixed(META_PREFIX, id), meta.clone().into_bytes());
@@ -562,7 +614,9 @@ mod tests {
     fn the_layout_is_readable() {
         let r = sample();
         let fields = encode(&r);
-        assert_eq!(fields[&b"dev:phone".to_vec()], b"100:1000");
+        // Connected when the status began (`since`): the TTL alone.
+        assert_eq!(fields[&b"dev:phone".to_vec()], b"1000");
+        assert_eq!(fields[&b"dev:a:b\0\xff".to_vec()], b"200:2000:1");
         assert_eq!(deadlines(&r)[b"phone".as_slice()], 1100);
         assert_eq!(fields[&b"meta:phone".to_vec()], b"{\"os\":\"ios\"}");
         assert_eq!(fields[&b"since".to_vec()], b"100");
@@ -606,6 +660,55 @@ mod tests {
         assert!(c.listed_set.is_empty());
         assert_eq!(c.listed_delete.len(), 3);
         assert!(listings(&r).is_empty());
+    }
+
+    #[test]
+    fn the_usual_device_and_seq_are_stored_short_and_the_long_forms_still_read() {
+        let mut r = Presence::default();
+        r.connect(b"d1", Span(30_000), None, None, 1_795_325_923_140, 8)
+            .unwrap();
+        let fields = encode(&r);
+        // Connected when the status began: the TTL alone; seq counted from since × 1000.
+        assert_eq!(fields[&b"dev:d1".to_vec()], b"30000");
+        let seq = String::from_utf8(fields[&b"seq".to_vec()].clone()).unwrap();
+        assert!(seq.len() <= 2, "seq stored as {seq}");
+        assert_eq!(round_trip(&r), r.record);
+        // A later status keeps the device's own connection time.
+        r.set_manual(
+            Some(Manual {
+                status: Status::Busy,
+                message: None,
+                until: None,
+            }),
+            1_795_325_999_000,
+        );
+        let fields = encode(&r);
+        assert_eq!(fields[&b"dev:d1".to_vec()], b"1795325923140:30000");
+        assert_eq!(round_trip(&r), r.record);
+        // What earlier versions wrote: absolute seq, devices with their connection time.
+        let old: Vec<(&[u8], &[u8])> = vec![
+            (b"since", b"1795325923140"),
+            (b"seq", b"1795325923140002"),
+            (b"dev:d1", b"1795325923140:30000"),
+        ];
+        let read = decode(old, |_| Some(1_795_325_953_140), 1_795_325_923_200);
+        assert_eq!(read.seq, 1_795_325_923_140_002);
+        assert_eq!(
+            read.devices[b"d1".as_slice()].connected_at,
+            1_795_325_923_140
+        );
+        // A short device needs `since`; a number far from since × 1000 is absolute.
+        let orphan: Vec<(&[u8], &[u8])> = vec![(b"dev:d1", b"30000"), (b"seq", b"-5")];
+        let read = decode(orphan, |_| Some(10), 0);
+        assert!(read.devices.is_empty());
+        assert_eq!(read.seq, 0);
+        assert_eq!(parse_seq(-5, Some(1)), 995);
+        assert_eq!(
+            parse_seq(SEQ_RELATIVE_BELOW, Some(1)),
+            SEQ_RELATIVE_BELOW as u64
+        );
+        assert_eq!(parse_seq(-SEQ_RELATIVE_BELOW, None), 0);
+        assert_eq!(parse_seq(5, Some(Millis::MAX)), 0);
     }
 
     #[test]
@@ -686,9 +789,10 @@ mod tests {
         last.disconnect(b"a:b\0\xff", 500);
         let c = changes(&gone, &last);
         // The user went offline: an event, and one per scope left, so seq moves on (from the
-        // first connect's 100000: the scopes' joins took two numbers, the scope's event one).
+        // first connect's 100000: the scopes' joins took two numbers, the scope's event one),
+        // stored from the new `since` × 1000: 100006 - 500000.
         assert!(
-            c.set.contains(&(b"seq".to_vec(), b"100006".to_vec())),
+            c.set.contains(&(b"seq".to_vec(), b"-399994".to_vec())),
             "{c:?}"
         );
         assert!(changes(&gone, &gone).is_empty());

@@ -307,9 +307,9 @@ impl RoomIndex {
     }
 
     /// One page of room `name`: the first `limit` members after `after` (from the top when
-    /// `None`), most recently active first, then by slot and user id, both descending; and
-    /// whether more may follow. `at(slot, score)` reads the users of the slot's listing of
-    /// everyone at that score.
+    /// `None`), in the order of LIST (most recently active first, then user ids in descending
+    /// byte order), and whether more may follow. `at(slot, score)` reads the users of the slot's
+    /// listing of everyone at that score.
     pub fn page(
         &self,
         name: &[u8],
@@ -320,43 +320,44 @@ impl RoomIndex {
         let Some(room) = self.room(name) else {
             return (Vec::new(), false);
         };
-        // The members at one place, highest user id first, after the cursor's user when it is
-        // the cursor's own place.
-        let mut members_at = |place_: u64, after_user: Option<&[u8]>| {
+        let mut members_at = |place_: u64| -> Vec<Vec<u8>> {
             let (score, slot) = parts(place_);
-            let mut users: Vec<Vec<u8>> = at(slot, score)
-                .into_iter()
-                .filter(|user| after_user.is_none_or(|a| user.as_slice() < a))
-                .filter(|user| self.in_room(slot, user, score, name))
-                .collect();
-            users.sort_unstable_by(|a, b| b.cmp(a));
-            users.dedup();
-            users.into_iter().map(move |user| Position {
-                last_active: score,
-                user,
-            })
+            let mut users = at(slot, score);
+            users.retain(|user| self.in_room(slot, user, score, name));
+            users
         };
         let mut rows = Vec::with_capacity(limit.min(1024));
-        let bound = after.map(|a| place(a.last_active, keys::slot(&a.user)));
-        let first = after.and_then(|a| {
-            let here = bound?;
-            room.members
-                .contains(here)
-                .then(|| members_at(here, Some(a.user.as_slice())))
-        });
-        let rest = room
-            .members
-            .distinct_below(bound)
-            .map(|p| members_at(p, None));
-        for group in first.into_iter().chain(rest) {
+        // Every place at or below the cursor's score (of any slot).
+        let bound = after.and_then(|a| place(a.last_active, SLOT_MASK as u16).checked_add(1));
+        let mut places = room.members.distinct_below(bound).peekable();
+        while let Some(first) = places.next() {
             if rows.len() >= limit {
                 // A place is left (whose members a later page reads).
                 return (rows, true);
             }
-            let mut group = group.peekable();
-            while let Some(member) = group.next() {
-                rows.push(member);
-                if rows.len() >= limit && group.peek().is_some() {
+            // The members of one score, from every slot that has some, in user id order.
+            let (score, _) = parts(first);
+            let mut users = members_at(first);
+            while let Some(&next) = places.peek() {
+                if parts(next).0 != score {
+                    break;
+                }
+                users.extend(members_at(next));
+                places.next();
+            }
+            if let Some(a) = after.filter(|a| place(a.last_active, 0) >> SLOT_BITS == score as u64)
+            {
+                users.retain(|user| user.as_slice() < a.user.as_slice());
+            }
+            users.sort_unstable_by(|a, b| b.cmp(a));
+            users.dedup();
+            let mut users = users.into_iter().peekable();
+            while let Some(user) = users.next() {
+                rows.push(Position {
+                    last_active: score,
+                    user,
+                });
+                if rows.len() >= limit && users.peek().is_some() {
                     return (rows, true);
                 }
             }
@@ -472,11 +473,11 @@ mod tests {
                 put(&mut index, &user, None, Some((score, rooms)));
                 users.push((user.clone(), score));
                 if in_room {
-                    expected.push((score, keys::slot(user.as_bytes()), user));
+                    expected.push((score, user));
                 }
             }
             expected.sort_unstable_by(|a, b| b.cmp(a));
-            let expected: Vec<String> = expected.into_iter().map(|(.., u)| u).collect();
+            let expected: Vec<String> = expected.into_iter().map(|(_, u)| u).collect();
             let pairs: Vec<(&str, Millis)> = users.iter().map(|(u, s)| (u.as_str(), *s)).collect();
             let listing = listing_of(&pairs);
             for limit in [1, 2, 7, 1000] {

@@ -675,12 +675,36 @@ pub fn fuzz_seed() -> u64 {
 pub fn stored_seqs(con: &mut Connection, users: &[&str]) -> Vec<i64> {
     let mut pipe = redis::pipe();
     for user in users {
-        pipe.cmd("HGET")
+        pipe.cmd("HMGET")
             .arg(format!("presence:{{{user}}}"))
-            .arg("seq");
+            .arg("seq")
+            .arg("since");
     }
-    let seqs: Vec<Option<i64>> = pipe.query(con).expect("HGET seq");
-    seqs.into_iter().map(|s| s.unwrap_or(0)).collect()
+    let fields: Vec<(Option<i64>, Option<i64>)> = pipe.query(con).expect("HMGET seq since");
+    fields
+        .into_iter()
+        .map(|(seq, since)| seq_of(seq, since))
+        .collect()
+}
+
+/// The `seq` of the record whose hash is `key`.
+pub fn stored_seq(con: &mut Connection, key: &str) -> i64 {
+    let (seq, since): (Option<i64>, Option<i64>) = redis::cmd("HMGET")
+        .arg(key)
+        .arg("seq")
+        .arg("since")
+        .query(con)
+        .expect("HMGET seq since");
+    seq_of(seq, since)
+}
+
+/// A stored `seq` read as the README's key layout says: counted from `since` × 1000 when small.
+fn seq_of(seq: Option<i64>, since: Option<i64>) -> i64 {
+    match (seq, since) {
+        (Some(seq), Some(since)) if seq.abs() < 1_000_000_000_000 => since * 1000 + seq,
+        (Some(seq), _) => seq,
+        (None, _) => 0,
+    }
 }
 
 /// Milliseconds since the epoch by this machine's clock (the servers' clock too).
