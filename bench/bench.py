@@ -134,7 +134,7 @@ class Server:
         self.proc = subprocess.Popen(
             [redis_server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self.dir, "--logfile", os.path.join(self.dir, "log"),
-             "--loadmodule", module],
+             "--enable-debug-command", "local", "--loadmodule", module],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 10
         while True:
@@ -252,6 +252,16 @@ def rooms(module, sizes):
         errors += conn.pipeline(join(i, "hall") for i in range(n))
         hall = used_memory(conn)
         assert errors == 0, "loading failed"
+        if kind == "native":
+            # A restart's cost: DEBUG RELOAD saves and loads the RDB, then the module rebuilds
+            # its listings (the room index from the records), which it logs.
+            start = time.perf_counter()
+            conn.call("DEBUG", "RELOAD")
+            out[("restart (DEBUG RELOAD: save, load, rebuild), s", kind)] = time.perf_counter() - start
+            with open(os.path.join(server.dir, "log")) as log:
+                rebuilt = [line for line in log if "listings rebuilt from the keys in" in line]
+            out[("of which rebuilding the listings, ms", kind)] = float(
+                rebuilt[-1].split(" in ")[1].split(" ms")[0])
         out[("bytes per user, FastAPI shape", kind)] = (shaped - base) / n
         out[("bytes per further membership, rooms of %d" % (n // 1000), kind)] = (teams - shaped) / n
         out[("bytes per further membership, one room of %d" % n, kind)] = (hall - teams) / n
@@ -395,6 +405,8 @@ def main():
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script runs")
     parser.add_argument("--cluster", action="store_true",
                         help="only the cluster scaling figures (one server next to a local cluster)")
+    parser.add_argument("--rooms", action="store_true",
+                        help="only the rooms figures (a fresh server per layout)")
     args = parser.parse_args()
     if args.cluster:
         print("presence cluster benchmark, %s, %d cores, %s" % (
@@ -410,6 +422,9 @@ def main():
 
     print("presence benchmark, %s, %d cores, %s" % (
         time.strftime("%Y-%m-%d"), os.cpu_count(), "smoke run" if args.smoke else "full run"))
+    if args.rooms:
+        print_rooms(args.module, sizes)
+        return 0
 
     # Throughput: native and scripted layouts side by side on one server per pipeline depth.
     rows = {}
@@ -479,14 +494,18 @@ def main():
     print("| idle server CPU over %d s, nothing expiring | %.2f %% of a core |" % (sizes["idle"], idle))
 
     # Rooms, in the shape of the FastAPI presence manager the module replaces.
-    measured = rooms(args.module, sizes)
+    print_rooms(args.module, sizes)
+
+
+def print_rooms(module, sizes):
+    measured = rooms(module, sizes)
     print()
-    print("| rooms, %d users | native | Lua |" % n)
+    print("| rooms, %d users | native | Lua |" % sizes["memory_users"])
     print("|---|---|---|")
     for name in dict.fromkeys(name for name, _ in measured):
-        native, lua = measured[(name, "native")], measured[(name, "Lua")]
-        form = "%.3f" if name.endswith(" ms") else "%.0f"
-        print(("| %s | " + form + " | " + form + " |") % (name, native, lua))
+        form = "%.3f" if name.endswith(" ms") or name.endswith(" s") else "%.0f"
+        native, lua = (measured.get((name, kind)) for kind in ("native", "Lua"))
+        print("| %s | %s | %s |" % (name, form % native, "–" if lua is None else form % lua))
 
 
 if __name__ == "__main__":

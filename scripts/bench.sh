@@ -4,6 +4,7 @@
 # SET/HSET, plus memory per user, mass expiry and idle cost. Installs what it needs first.
 #   scripts/bench.sh           full run (a few minutes)
 #   scripts/bench.sh --smoke   tiny sizes, seconds: checks that the script works (CI runs it)
+#   scripts/bench.sh --rooms   only the rooms figures (1,000,000 users, a fresh server per layout)
 #   scripts/bench.sh --cluster HEARTBEAT on one server next to a local 3-master cluster
 #                              (scripts/cluster.sh); with --smoke too, tiny sizes
 set -euo pipefail

@@ -112,7 +112,7 @@ fn seq_value(seq: u64, since: Option<Millis>) -> Vec<u8> {
     let base = since.and_then(|since| since.checked_mul(1000));
     let relative = base
         .and_then(|base| i64::try_from(seq).ok()?.checked_sub(base))
-        .filter(|delta| delta.abs() < SEQ_RELATIVE_BELOW);
+        .filter(|delta| delta.unsigned_abs() < SEQ_RELATIVE_BELOW.unsigned_abs());
     match relative {
         Some(delta) => delta.to_string().into_bytes(),
         None => seq.to_string().into_bytes(),
@@ -122,7 +122,7 @@ fn seq_value(seq: u64, since: Option<Millis>) -> Vec<u8> {
 /// `seq` from its stored form and the record's `since` (0, which starts the numbering afresh,
 /// when it cannot be one the module wrote).
 fn parse_seq(value: i64, since: Option<Millis>) -> u64 {
-    let seq = if value.abs() < SEQ_RELATIVE_BELOW {
+    let seq = if value.unsigned_abs() < SEQ_RELATIVE_BELOW.unsigned_abs() {
         since
             .and_then(|since| since.checked_mul(1000))
             .and_then(|base| base.checked_add(value))
@@ -709,6 +709,7 @@ mod tests {
         );
         assert_eq!(parse_seq(-SEQ_RELATIVE_BELOW, None), 0);
         assert_eq!(parse_seq(5, Some(Millis::MAX)), 0);
+        assert_eq!(parse_seq(i64::MIN, Some(1)), 0);
     }
 
     #[test]

@@ -52,6 +52,11 @@ pub fn log_warning(text: &str) {
     redis_module::logging::log_warning(text.replace('\0', "\\0"));
 }
 
+/// Logs a notice whatever the text holds.
+pub fn log_notice(text: &str) {
+    redis_module::logging::log_notice(text.replace('\0', "\\0"));
+}
+
 /// Panics caught before they reached the server (each one is in the log).
 static PANICS: AtomicI64 = AtomicI64::new(0);
 

@@ -501,13 +501,17 @@ fn the_key_layout_is_plain_redis_data() {
         let names: Vec<&[u8]> = fields.iter().map(|(f, _)| f.as_slice()).collect();
         // `status` online (with a device) and `last_active` equal to `since` are implied.
         assert_eq!(names, [&b"dev:phone"[..], b"meta:phone", b"seq", b"since"]);
-        // dev:<device> is <connected_at>:<ttl>; the deadline lives in the slot's due index.
-        let dev = String::from_utf8(fields[0].1.clone()).unwrap();
-        let parts: Vec<i64> = dev.split(':').map(|p| p.parse().unwrap()).collect();
-        // One event announced so far, the user's first: numbered after its time in µs.
-        assert_eq!(fields[2].1, (parts[0] * 1000).to_string().as_bytes());
-        assert_eq!(parts.len(), 2);
-        assert_eq!(parts[1], 5000);
+        // dev:<device> is the TTL alone: the device connected when the status began (`since`);
+        // the deadline lives in the slot's due index.
+        assert_eq!(fields[0].1, b"5000");
+        let since: i64 = String::from_utf8(fields[3].1.clone())
+            .unwrap()
+            .parse()
+            .unwrap();
+        let parts = [since, 5000];
+        // One event announced so far, the user's first: numbered after its time in µs, and
+        // stored counted from since × 1000.
+        assert_eq!(fields[2].1, b"0");
         // No TTL while a device is connected.
         assert_eq!(*expire, -1);
         let due = snap

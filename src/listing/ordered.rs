@@ -41,9 +41,18 @@ impl Ordered {
             return;
         }
         let i = self.block_of(value);
+        let last = i + 1 == self.blocks.len();
         let Some(block) = self.blocks.get_mut(i) else {
             return;
         };
+        if block.len() >= BLOCK && last && block.last() <= Some(&value) {
+            // Past the end of the last block (members becoming active, or joining, go to the
+            // top): a new block, leaving the full one full.
+            let mut top = Vec::with_capacity(BLOCK);
+            top.push(value);
+            self.blocks.push(top);
+            return;
+        }
         if block.len() >= BLOCK {
             // Two halves, each with room for a full block, so neither grows by doubling.
             let mut upper = Vec::with_capacity(BLOCK);
@@ -75,31 +84,32 @@ impl Ordered {
         let len = block.len();
         if len == 0 {
             self.blocks.remove(i);
-        } else if len < BLOCK / 8 {
+        } else if len < BLOCK / 4 {
             self.merge_small(i);
         }
         true
     }
 
-    /// A block left nearly empty joins a neighbour that has room, so memory follows the count.
+    /// A block left a quarter full joins a neighbour that has room, so memory follows the count.
     fn merge_small(&mut self, i: usize) {
-        let fits = |j: usize, blocks: &[Vec<u64>]| {
-            blocks
-                .get(j)
-                .is_some_and(|b| b.len() + blocks[i].len() <= BLOCK)
-        };
-        if i + 1 < self.blocks.len() && fits(i + 1, &self.blocks) {
-            let next = self.blocks.remove(i + 1);
-            self.blocks[i].extend_from_slice(&next);
-        } else if i > 0 && fits(i - 1, &self.blocks) {
-            let this = self.blocks.remove(i);
-            self.blocks[i - 1].extend_from_slice(&this);
-        } else if self.blocks.len() == 1 {
-            // A small room that shrank: its only block gives back what it no longer needs.
-            let block = &mut self.blocks[0];
-            if block.capacity() > 4 * block.len() {
-                block.shrink_to(2 * block.len());
+        let len = |j: usize| self.blocks.get(j).map_or(usize::MAX, Vec::len);
+        let (into, from) = if len(i + 1).saturating_add(len(i)) <= BLOCK {
+            (i, i + 1)
+        } else if i > 0 && len(i - 1).saturating_add(len(i)) <= BLOCK {
+            (i - 1, i)
+        } else {
+            if let [only] = self.blocks.as_mut_slice() {
+                // A small room that shrank: its only block gives back what it no longer needs.
+                if only.capacity() > 4 * only.len() {
+                    only.shrink_to(2 * only.len());
+                }
             }
+            return;
+        };
+        let moved = self.blocks.remove(from);
+        if let Some(block) = self.blocks.get_mut(into) {
+            block.reserve_exact(moved.len());
+            block.extend_from_slice(&moved);
         }
     }
 
@@ -209,6 +219,16 @@ mod tests {
         }
         check(&o, &[]);
         assert!(o.blocks.is_empty());
+    }
+
+    #[test]
+    fn members_that_go_to_the_top_leave_full_blocks_behind() {
+        let mut o = Ordered::default();
+        for v in 0..10 * BLOCK as u64 {
+            o.insert(v);
+        }
+        assert_eq!(o.blocks.len(), 10);
+        assert!(o.blocks.iter().all(|b| b.len() == BLOCK));
     }
 
     #[test]

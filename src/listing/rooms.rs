@@ -184,7 +184,8 @@ impl RoomIndex {
 
     /// Replaces what the index holds for `user` of `slot`: its entries at the scores `held` go
     /// (those it holds), and the user is put in `rooms` at `score` (nowhere when `new` is `None`
-    /// or names no room).
+    /// or names no room). A user who keeps their score only moves in the rooms they join or
+    /// leave, so a JOIN costs one place whatever the user's other rooms.
     pub fn put(
         &mut self,
         slot: u16,
@@ -193,33 +194,61 @@ impl RoomIndex {
         new: Option<(Millis, &[&[u8]])>,
     ) {
         let hash = user_hash(user);
+        let mut old = Vec::new();
         for &score in held {
             let range = self.entries_of(slot, hash);
             let found = self
                 .table(slot)
                 .get(range.clone())
                 .and_then(|entries| entries.iter().position(|e| e.score == score));
-            if let Some(i) = found.map(|i| range.start + i) {
-                if let Some(table) = self.slots.get_mut(usize::from(slot)) {
-                    let entry = table.remove(i);
-                    if table.is_empty() {
-                        *table = Vec::new();
-                    }
-                    self.unlist(slot, entry);
+            let Some(table) = self.slots.get_mut(usize::from(slot)) else {
+                break;
+            };
+            if let Some(i) = found.map(|i| range.start + i).filter(|i| *i < table.len()) {
+                old.push(table.remove(i));
+                if table.is_empty() {
+                    *table = Vec::new();
                 }
             }
         }
-        let Some((score, rooms)) = new.filter(|(_, rooms)| !rooms.is_empty()) else {
-            return;
+        let new = new.filter(|(_, rooms)| !rooms.is_empty());
+        let (score, ids) = match new {
+            Some((score, rooms)) => {
+                let mut ids: Vec<RoomId> = rooms.iter().map(|room| self.room_id(room)).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                (score, ids)
+            }
+            None => (0, Vec::new()),
         };
-        let mut ids: Vec<RoomId> = rooms.iter().map(|room| self.room_id(room)).collect();
-        ids.sort_unstable();
-        ids.dedup();
+        // The first old entry at the same score moves only where the rooms differ; the others
+        // (and one at another score) leave all their rooms.
+        let same = old.iter().position(|e| new.is_some() && e.score == score);
+        let kept: Vec<RoomId> = same
+            .and_then(|i| old.get(i))
+            .map(|e| self.sets.get(e.set).to_vec())
+            .unwrap_or_default();
         let at = place(score, slot);
-        for id in &ids {
+        for id in ids.iter().filter(|id| kept.binary_search(id).is_err()) {
             if let Some(Some(room)) = self.rooms.get_mut(*id as usize) {
                 room.members.insert(at);
             }
+        }
+        for (i, entry) in old.into_iter().enumerate() {
+            if Some(i) == same {
+                let gone: Vec<RoomId> = kept
+                    .iter()
+                    .filter(|id| ids.binary_search(id).is_err())
+                    .copied()
+                    .collect();
+                self.leave(slot, entry.score, &gone);
+                self.sets.release(entry.set);
+            } else {
+                self.unlist(slot, entry);
+            }
+        }
+        if ids.is_empty() {
+            return;
         }
         let set = self.sets.take(ids.into_boxed_slice());
         if self.slots.is_empty() {
@@ -227,14 +256,18 @@ impl RoomIndex {
         }
         if let Some(table) = self.slots.get_mut(usize::from(slot)) {
             let i = table.partition_point(|e| (e.hash, e.score) < (hash, score));
+            if table.len() == table.capacity() {
+                // Grown by an eighth, not doubled: a table is written far less often than read.
+                table.reserve_exact((table.len() / 8).max(4));
+            }
             table.insert(i, Entry { hash, set, score });
         }
     }
 
-    /// Takes an entry's places out of its rooms, and rooms left empty out of the index.
-    fn unlist(&mut self, slot: u16, entry: Entry) {
-        let at = place(entry.score, slot);
-        for &id in self.sets.get(entry.set) {
+    /// Takes the place at `score` of `slot` out of `rooms`, and rooms left empty out of the index.
+    fn leave(&mut self, slot: u16, score: Millis, rooms: &[RoomId]) {
+        let at = place(score, slot);
+        for &id in rooms {
             let Some(Some(room)) = self.rooms.get_mut(id as usize) else {
                 continue;
             };
@@ -247,6 +280,12 @@ impl RoomIndex {
                 self.free.push(id);
             }
         }
+    }
+
+    /// Takes an entry's places out of its rooms, and rooms left empty out of the index.
+    fn unlist(&mut self, slot: u16, entry: Entry) {
+        let rooms = self.sets.get(entry.set).to_vec();
+        self.leave(slot, entry.score, &rooms);
         self.sets.release(entry.set);
     }
 

@@ -7,7 +7,7 @@ use super::{now, user};
 use crate::listing::{self, rooms::user_hash, Position};
 use crate::model::{Millis, Record};
 use crate::server::Key;
-use crate::{config, deadlines, keys, migration};
+use crate::{config, deadlines, guard, keys, migration};
 use redis_module::{raw, Context, RedisError, RedisString};
 
 /// WRONGTYPE if the slot's listing of everyone is a key of another type than a sorted set (a
@@ -217,6 +217,7 @@ pub fn refresh_directory(ctx: &Context) {
 /// Rebuilds the listing directory from the listing keys in the keyspace, and the room index from
 /// the records of the users they list.
 pub fn rebuild_directory(ctx: &Context) {
+    let started = std::time::Instant::now();
     listing::clear_dirty();
     let names = all_keys(ctx);
     {
@@ -229,6 +230,14 @@ pub fn rebuild_directory(ctx: &Context) {
         }
     }
     rebuild_rooms(ctx);
+    let listed = listing::directory().count();
+    let rooms = listing::room_index().rooms();
+    if listed > 0 {
+        guard::log_notice(&format!(
+            "presence: listings rebuilt from the keys in {} ms: {listed} users listed, {rooms} rooms",
+            started.elapsed().as_millis()
+        ));
+    }
 }
 
 /// Rebuilds the room index from the records of every listed user.
