@@ -99,7 +99,7 @@ fn own_entries(ctx: &Context, slot: u16, user: &[u8]) -> Vec<Millis> {
 
 /// Reads `user`'s record again and puts them in the rooms' listings as it says.
 pub fn resync_user(ctx: &Context, user: &[u8]) {
-    let record = user::stored(ctx, user, now());
+    let record = user::stored_for_listings(ctx, user, now());
     rooms_as_recorded(ctx, keys::slot(user), user, record.as_ref());
 }
 
@@ -109,7 +109,7 @@ fn resync_slot(ctx: &Context, slot: u16) {
     listing::room_index().clear_slot(slot);
     let now = now();
     for (user, _) in members(ctx, slot) {
-        if let Some(record) = user::stored(ctx, &user, now) {
+        if let Some(record) = user::stored_for_listings(ctx, &user, now) {
             rooms_as_recorded(ctx, slot, &user, Some(&record));
         }
     }
@@ -240,21 +240,22 @@ pub fn rebuild_directory(ctx: &Context) {
     }
 }
 
-/// Rebuilds the room index from the records of every listed user.
+/// Rebuilds the room index from the records of every listed user, read as it goes.
 fn rebuild_rooms(ctx: &Context) {
-    listing::room_index().clear();
     let slots: Vec<u16> = listing::directory()
         .members()
         .map(|m| m.slots().collect())
         .unwrap_or_default();
     let now = now();
-    for slot in slots {
-        for (user, _) in members(ctx, slot) {
-            if let Some(record) = user::stored(ctx, &user, now) {
-                move_in_rooms(slot, &user, &Record::default(), &record);
-            }
-        }
-    }
+    let listed = slots.into_iter().flat_map(|slot| {
+        members(ctx, slot).into_iter().filter_map(move |(user, _)| {
+            let record = user::stored_for_listings(ctx, &user, now)?;
+            let (score, rooms) = in_rooms(&record)?;
+            let rooms = rooms.into_iter().map(<[u8]>::to_vec).collect();
+            Some((slot, user, score, rooms))
+        })
+    });
+    listing::room_index().load(listed);
 }
 
 /// The scores of the sorted set `name`, lowest first, as the listing directory keeps them.

@@ -83,14 +83,17 @@ pub fn read(
     Ok(Presence::to_show(record, rules()))
 }
 
-/// A user's record as stored (with its devices' rooms), read at `now` without settling; `None`
-/// when there is none (or the key holds another type).
-pub fn stored(ctx: &Context, user: &[u8], now: Millis) -> Option<Record> {
-    let keys = UserKeys::open(ctx, user, false, false).ok()?;
-    if keys.record.kind() != raw::KeyType::Hash {
+/// A user's record as stored, for what the listings need of it (status, activity, rooms): read
+/// without settling and without the devices' deadlines (which do not change where the record
+/// lists the user). `None` when there is none (or the key holds another type).
+pub fn stored_for_listings(ctx: &Context, user: &[u8], now: Millis) -> Option<Record> {
+    let record = Key::open(ctx, &keys::user_key(user), false);
+    if record.kind() != raw::KeyType::Hash {
         return None;
     }
-    Some(keys.read(user, true, now))
+    let mut decoder = codec::Decoder::new(true);
+    record.scan_hash(|field, value| decoder.field(field, value));
+    Some(decoder.finish(|_| None, now))
 }
 
 /// The hot path of HEARTBEAT: a connected device keeping its TTL only moves its deadline, one
