@@ -45,10 +45,10 @@ fn keyspace_event(ctx: &Context, event: &str, key: &[u8]) {
         if !loading && !migration::importing(keys::slot(user)) {
             listing::mark_user_stale(user);
         }
-        // A master takes a user whose record vanished out of the listings (its sweep writes).
-        let vanished = matches!(event, "del" | "expired" | "evicted");
-        if vanished && ctx.get_flags().contains(ContextFlags::MASTER) {
-            reconcile::record_vanished(user);
+        // A master makes the listings what the record says, or takes a user whose record
+        // vanished out of them (its sweep writes).
+        if !loading && ctx.get_flags().contains(ContextFlags::MASTER) {
+            reconcile::record_changed(user);
         }
         return;
     }

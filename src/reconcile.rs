@@ -13,7 +13,8 @@
 //!    are announced as timed out); the room listing keys of earlier versions are deleted.
 //!
 //! Users whose record was deleted, expired or evicted (keyspace notifications) leave the
-//! listings on the next run, before the pass goes on.
+//! listings on the next run, before the pass goes on; users whose record was restored or edited
+//! by other means than the module's writes are put where it says.
 
 use crate::listing::rooms::user_hash;
 use crate::model::Millis;
@@ -26,8 +27,8 @@ use std::time::Instant;
 
 /// Entries read from one sorted set per step.
 const BATCH: usize = 64;
-/// Most records and vanished users queued for a run to look at; past that a full pass finds them.
-const MAX_VANISHED: usize = 100_000;
+/// Most changed records queued for a run to look at; past that a full pass finds them.
+const MAX_CHANGED: usize = 100_000;
 
 enum Stage {
     /// The slot's due index.
@@ -67,18 +68,20 @@ fn walk() -> MutexGuard<'static, Walk> {
     WALK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn vanished() -> MutexGuard<'static, Vec<Vec<u8>>> {
-    static VANISHED: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
-    VANISHED
+fn changed() -> MutexGuard<'static, BTreeSet<Vec<u8>>> {
+    static CHANGED: Mutex<BTreeSet<Vec<u8>>> = Mutex::new(BTreeSet::new());
+    CHANGED
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A user's record was deleted, expired or evicted: take them out of the listings soon.
-pub fn record_vanished(user: &[u8]) {
-    let mut queue = vanished();
-    if queue.len() < MAX_VANISHED {
-        queue.push(user.to_vec());
+/// A user's record changed by other means than the module's writes (deleted, expired, evicted,
+/// restored, edited by hand): soon, the user is taken out of the listings if it is gone, or put
+/// where the record says.
+pub fn record_changed(user: &[u8]) {
+    let mut queue = changed();
+    if queue.len() < MAX_CHANGED {
+        queue.insert(user.to_vec());
     }
 }
 
@@ -92,7 +95,7 @@ pub fn restart() {
     walk.listed.clear();
     walk.devices = 0;
     walk.records = None;
-    vanished().clear();
+    changed().clear();
     store::vanished::forget_all();
 }
 
@@ -102,7 +105,7 @@ pub fn release() {
     walk.records = None;
     walk.users = BTreeSet::new();
     walk.listed = Vec::new();
-    *vanished() = Vec::new();
+    *changed() = BTreeSet::new();
 }
 
 /// Does up to `budget` units of reconciliation (an entry or a record checked, an empty slot
@@ -111,20 +114,22 @@ pub fn run(ctx: &Context, now: Millis, budget: usize, until: Option<Instant>) ->
     let mut spent = 0;
     let out_of_time = || until.is_some_and(|until| Instant::now() >= until);
     while spent < budget && !out_of_time() {
-        let Some(user) = vanished().pop() else {
+        let Some(user) = changed().pop_first() else {
             break;
         };
         let slot = keys::slot(&user);
-        // Still gone, and was listed: the user was online when the record went.
-        if !migration::importing(slot)
-            && !store::index::exists(ctx, &keys::user_key(&user))
-            && store::listings::forget(ctx, slot, &user)
-        {
-            // Named by one of its devices when the slot's index (looked at briefly) has one.
+        spent += 1;
+        if migration::importing(slot) {
+            continue;
+        }
+        if store::index::exists(ctx, &keys::user_key(&user)) {
+            store::repair::reconcile_user(ctx, &user);
+        } else if store::listings::forget(ctx, slot, &user) {
+            // Gone, and was listed: the user was online when the record went. Named by one of
+            // its devices when the slot's index (looked at briefly) has one.
             let device = store::index::device_of(ctx, slot, &user, 256).unwrap_or_default();
             store::repair::announce_vanished(ctx, slot, &user, &device, now);
         }
-        spent += 1;
     }
     let mut walk = walk();
     while spent < budget && !out_of_time() {

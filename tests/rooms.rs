@@ -494,3 +494,43 @@ fn the_reconciliation_keeps_the_members_that_devices_brought_into_a_room() {
         );
     });
 }
+
+#[test]
+fn rooms_follow_records_changed_by_other_means_than_the_module() {
+    on_each_server(&["sweep-interval", "10"], |srv| {
+        if skip_on_external("edits, deletes and restores records by hand") {
+            return;
+        }
+        let mut con = srv.con();
+        let (first, second) = (unique("first"), unique("second"));
+        let (a, b) = (unique("a"), unique("b"));
+        run(&mut con, &["PRESENCE.ONLINE", &a, "d", "SCOPE", &first]).unwrap();
+        run(&mut con, &["PRESENCE.ONLINE", &b, "d"]).unwrap();
+        run(&mut con, &["PRESENCE.JOIN", &b, "d", &first]).unwrap();
+        assert_eq!(count(&mut con, &first), 2);
+        // Rooms are record fields: one written by hand puts the user in the room, one deleted
+        // takes them out, at once.
+        let (a_key, b_key) = (format!("presence:{{{a}}}"), format!("presence:{{{b}}}"));
+        run(&mut con, &["HSET", &a_key, &format!("scope:{second}"), ""]).unwrap();
+        assert_eq!(count(&mut con, &second), 1);
+        assert_eq!(members(&mut con, &second, 10), [a.clone()]);
+        let b_room = format!("room:1:d:{first}");
+        run(&mut con, &["HDEL", &b_key, &b_room]).unwrap();
+        assert_eq!(count(&mut con, &first), 1);
+        // A deleted record takes its user out of every room; restored, it puts them back.
+        let dump = call(&mut con, &[b"DUMP", a_key.as_bytes()]).unwrap();
+        run(&mut con, &["DEL", &a_key]).unwrap();
+        assert_eq!((count(&mut con, &first), count(&mut con, &second)), (0, 0));
+        let dump = bytes(&dump);
+        call(&mut con, &[b"RESTORE", a_key.as_bytes(), b"0", &dump]).unwrap();
+        assert_eq!((count(&mut con, &first), count(&mut con, &second)), (1, 1));
+        // The listing of everyone follows within a sweep run (the user was announced offline
+        // when the record went, and is listed again).
+        assert!(
+            wait_until(WAIT, || members(&mut con, &first, 10) == [a.clone()]),
+            "{:?}",
+            members(&mut con, &first, 10)
+        );
+        assert_eq!(members(&mut con, &second, 10), [a.clone()]);
+    });
+}
