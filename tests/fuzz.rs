@@ -316,52 +316,13 @@ fn check_consistency(con: &mut redis::Connection, external: bool) {
         for (room, members) in &rooms {
             let count = int(&call_bytes(con, &[b"PRESENCE.COUNT", b"SCOPE", room]));
             assert_eq!(count as usize, members.len(), "COUNT of room {room:?}");
-            let mut paged = BTreeSet::new();
-            let mut cursor = b"0".to_vec();
-            loop {
-                let reply = array(&call_bytes(
-                    con,
-                    &[
-                        b"PRESENCE.LIST",
-                        b"SCOPE",
-                        room,
-                        b"LIMIT",
-                        b"3",
-                        b"CURSOR",
-                        &cursor,
-                    ],
-                ));
-                for row in array(&reply[1]) {
-                    assert!(
-                        paged.insert(bytes(&array(&row)[0])),
-                        "listed twice in {room:?}"
-                    );
-                }
-                cursor = bytes(&reply[0]);
-                if cursor == b"0" {
-                    break;
-                }
-            }
+            let paged = list_all(con, &[b"SCOPE", room], b"3");
             assert_eq!(&paged, members, "LIST of room {room:?}");
         }
         let count = int(&call_bytes(con, &[b"PRESENCE.COUNT"]));
         assert_eq!(count as usize, listed.len(), "COUNT");
         // LIST pages through exactly the same users.
-        let mut paged = BTreeSet::new();
-        let mut cursor = b"0".to_vec();
-        loop {
-            let reply = array(&call_bytes(
-                con,
-                &[b"PRESENCE.LIST", b"LIMIT", b"7", b"CURSOR", &cursor],
-            ));
-            for row in array(&reply[1]) {
-                assert!(paged.insert(bytes(&array(&row)[0])), "a user listed twice");
-            }
-            cursor = bytes(&reply[0]);
-            if cursor == b"0" {
-                break;
-            }
-        }
+        let paged = list_all(con, &[], b"7");
         assert_eq!(paged, listed, "LIST");
         let info: String = redis::cmd("INFO").arg("presence").query(con).unwrap();
         let gauge = |name: &str| -> usize {
@@ -372,6 +333,30 @@ fn check_consistency(con: &mut redis::Connection, external: bool) {
         };
         assert_eq!(gauge("devices_online"), indexed.len());
         assert_eq!(gauge("users_online"), users.len());
+    }
+}
+
+/// Every user LIST gives (`scope`: `SCOPE room`, or nothing for everyone), page by page of
+/// `limit`, each once.
+fn list_all(con: &mut redis::Connection, scope: &[&[u8]], limit: &[u8]) -> BTreeSet<Vec<u8>> {
+    let mut paged = BTreeSet::new();
+    let mut cursor = b"0".to_vec();
+    loop {
+        let mut args: Vec<&[u8]> = vec![b"PRESENCE.LIST"];
+        args.extend_from_slice(scope);
+        args.extend([b"LIMIT".as_slice(), limit, b"CURSOR", &cursor]);
+        let reply = array(&call_bytes(con, &args));
+        for row in array(&reply[1]) {
+            let user = bytes(&array(&row)[0]);
+            assert!(
+                paged.insert(user.clone()),
+                "{user:?} listed twice ({scope:?})"
+            );
+        }
+        cursor = bytes(&reply[0]);
+        if cursor == b"0" {
+            return paged;
+        }
     }
 }
 

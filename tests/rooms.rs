@@ -513,7 +513,7 @@ fn rooms_follow_records_changed_by_other_means_than_the_module() {
         let (a_key, b_key) = (format!("presence:{{{a}}}"), format!("presence:{{{b}}}"));
         run(&mut con, &["HSET", &a_key, &format!("scope:{second}"), ""]).unwrap();
         assert_eq!(count(&mut con, &second), 1);
-        assert_eq!(members(&mut con, &second, 10), [a.clone()]);
+        assert_eq!(members(&mut con, &second, 10), [a.as_str()]);
         let b_room = format!("room:1:d:{first}");
         run(&mut con, &["HDEL", &b_key, &b_room]).unwrap();
         assert_eq!(count(&mut con, &first), 1);
@@ -527,10 +527,10 @@ fn rooms_follow_records_changed_by_other_means_than_the_module() {
         // The listing of everyone follows within a sweep run (the user was announced offline
         // when the record went, and is listed again).
         assert!(
-            wait_until(WAIT, || members(&mut con, &first, 10) == [a.clone()]),
+            wait_until(WAIT, || members(&mut con, &first, 10) == [a.as_str()]),
             "{:?}",
             members(&mut con, &first, 10)
         );
-        assert_eq!(members(&mut con, &second, 10), [a.clone()]);
+        assert_eq!(members(&mut con, &second, 10), [a.as_str()]);
     });
 }

@@ -389,6 +389,17 @@ pub fn page(
     (rows, !heads.is_empty() || waiting.peek().is_some())
 }
 
+/// A small deterministic random source for the unit tests: each call gives a number below `n`.
+#[cfg(test)]
+pub(crate) fn random_below(mut seed: u64) -> impl FnMut(u64) -> u64 {
+    move |n| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -539,13 +550,7 @@ mod tests {
     fn paging_through_any_listing_gives_exactly_the_sorted_members() {
         // Random slots, scores with many ties, and user ids: every page size walks the whole
         // listing in the order of a plain sort, each member once.
-        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut random = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut random = random_below(0x2545_f491_4f6c_dd1d);
         for _ in 0..50 {
             let members: Vec<(u16, Position)> = (0..random(200))
                 .map(|i| {

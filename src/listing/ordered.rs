@@ -217,13 +217,7 @@ mod tests {
 
     #[test]
     fn it_holds_a_sorted_multiset_through_splits_and_merges() {
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut random = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut random = super::super::random_below(0x9e37_79b9_7f4a_7c15);
         let mut o = Ordered::default();
         let mut model = Vec::new();
         for round in 0..20_000 {

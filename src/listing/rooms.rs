@@ -536,13 +536,7 @@ mod tests {
 
     #[test]
     fn paging_any_room_gives_each_member_once_in_order() {
-        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut random = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut random = super::super::random_below(0x2545_f491_4f6c_dd1d);
         for _ in 0..30 {
             let mut index = RoomIndex::default();
             let mut users = Vec::new();
