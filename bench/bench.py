@@ -155,9 +155,9 @@ class Server:
 
 # --- measurements -----------------------------------------------------------------------------
 
-def benchmark(port, args, requests, pipeline, keyspace):
+def benchmark(port, args, requests, pipeline, keyspace, clients=50):
     """One redis-benchmark run; returns (requests per second, p50 ms, p99 ms)."""
-    cmd = ["redis-benchmark", "-p", str(port), "-c", "50", "-n", str(requests), "-P", str(pipeline),
+    cmd = ["redis-benchmark", "-p", str(port), "-c", str(clients), "-n", str(requests), "-P", str(pipeline),
            "-r", str(keyspace), "--csv"] + [str(a) for a in args]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rows = list(csv.reader(io.StringIO(out)))
@@ -283,6 +283,10 @@ def rooms(module, sizes):
             usec = float(stats.split("usec_per_call=")[1].split(",")[0])
             out[(name + ", server ms per call", kind)] = usec / 1000
             out[(name + ", client round trip, median ms", kind)] = sorted(took)[len(took) // 2]
+            # The same through redis-benchmark's C client, one connection: a round trip whose
+            # client barely parses.
+            _, p50, _ = benchmark(server.port, call, 500, 1, 1, clients=1)
+            out[(name + ", C client round trip, median ms", kind)] = p50
 
         online = (["PRESENCE.ONLINE", "user:__rand_int__", "d1", "TTL", LONG_TTL] if kind == "native"
                   else ["EVALSHA", shas["online"], 0, "user:__rand_int__", "d1", LONG_TTL, RETENTION])
