@@ -30,13 +30,15 @@ test("a cluster", { skip: node === undefined && "PRESENCE_CLUSTER names no node"
   const cluster = new Cluster([{ host, port: Number(port) }]);
   const pr = new Presence(cluster, { maxBulk: 7 });
   await pr.ready();
+  // Closed whatever happens: an open subscription would hold the test runner until its timeout.
+  let sub: Awaited<ReturnType<Presence["subscribe"]>> | undefined;
   try {
     const run = randomBytes(4).toString("hex");
     const users = Array.from({ length: 60 }, (_, i) => `n${i}-${run}`);
     const room = `hall-${run}`;
     assert.ok(new Set(users.map(keySlot)).size > 50);
     const before = await moved(cluster);
-    const sub = await pr.subscribe({ users: [users[0] ?? ""], rooms: [room] });
+    sub = await pr.subscribe({ users: [users[0] ?? ""], rooms: [room] });
     const first = sub.next((e) => e.kind === "user" && e.user === users[0]);
     for (const user of users) {
       await pr.online(user, "phone");
@@ -84,8 +86,8 @@ test("a cluster", { skip: node === undefined && "PRESENCE_CLUSTER names no node"
     await pr.status(mover, "away");
     assert.equal((await away)?.kind, "user", "the event after the move arrived");
     for (const user of users) await pr.offline(user, "phone");
-    await sub.close();
   } finally {
+    await sub?.close();
     cluster.disconnect();
   }
 });
