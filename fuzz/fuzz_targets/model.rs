@@ -78,9 +78,9 @@ fn listing_pages(data: &[u8]) {
     // The directory as the module's own writes build it, one member at a time.
     let mut directory = listing::Directory::default();
     for (slot, p) in &members {
-        directory.replace(None, *slot, None, Some(p.last_active));
+        directory.replace(*slot, None, Some(p.last_active));
     }
-    let slots = directory.members(None);
+    let slots = directory.members();
     let next = |slot: u16, bound: Option<&Position>| {
         members
             .iter()
@@ -101,6 +101,48 @@ fn listing_pages(data: &[u8]) {
             }
         }
         assert_eq!(all, expected, "limit {limit}");
+    }
+    // A room of some of them, in the room index, paged in the same order.
+    let mut index = listing::rooms::RoomIndex::default();
+    let in_room: Vec<bool> = (0..members.len())
+        .map(|i| data.get(i).is_some_and(|b| b & 0x80 != 0))
+        .collect();
+    for ((slot, p), in_room) in members.iter().zip(&in_room) {
+        let rooms: Vec<&[u8]> = if *in_room {
+            vec![b"r", b"s"]
+        } else {
+            vec![b"s"]
+        };
+        index.put(*slot, &p.user, &[], Some((p.last_active, &rooms)));
+    }
+    let at = |slot: u16, score: i64| -> Vec<Vec<u8>> {
+        members
+            .iter()
+            .filter(|(s, p)| *s == slot && p.last_active == score)
+            .map(|(_, p)| p.user.clone())
+            .collect()
+    };
+    let expected: Vec<Position> = expected
+        .into_iter()
+        .filter(|p| {
+            members
+                .iter()
+                .zip(&in_room)
+                .any(|((_, m), r)| *r && m.user == p.user)
+        })
+        .collect();
+    assert_eq!(index.count(b"r"), expected.len() as u64);
+    for limit in [1, 2, 5, 1000] {
+        let (mut all, mut after) = (Vec::new(), None::<Position>);
+        loop {
+            let (rows, more) = index.page(b"r", after.as_ref(), limit, at);
+            after = rows.last().cloned().or(after);
+            all.extend(rows);
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(all, expected, "room, limit {limit}");
     }
 }
 
@@ -181,13 +223,17 @@ fn model(data: &[u8]) {
 
         // User events and room events share one sequence: the first from the time
         // (model::next_seq), then one more each.
-        let mut seqs: Vec<(u64, i64)> = record.take_events().iter().map(|e| (e.seq, e.ts)).collect();
+        let mut seqs: Vec<(u64, i64)> =
+            record.take_events().iter().map(|e| (e.seq, e.ts)).collect();
         let room_events = record.take_room_events();
         seqs.extend(room_events.iter().map(|e| (e.seq, e.ts)));
         seqs.sort_unstable();
         for (seq, ts) in seqs {
             let expected = model::next_seq(last_seq, ts);
-            assert_eq!(seq, expected, "seq must start from the time, then grow by one");
+            assert_eq!(
+                seq, expected,
+                "seq must start from the time, then grow by one"
+            );
             last_seq = seq;
         }
         for event in &room_events {
