@@ -116,6 +116,7 @@ fn deinit(ctx: &Context) -> Status {
     migration::forget_all();
     listing::clear_dirty();
     listing::directory().clear();
+    listing::room_index().clear();
     config::EVENTS_CHANNEL.release();
     config::EVENTS_STREAM.release();
     Status::Ok
