@@ -46,8 +46,12 @@ fn keyspace_event(ctx: &Context, event: &str, key: &[u8]) {
             listing::mark_user_stale(user);
         }
         // A master makes the listings what the record says, or takes a user whose record
-        // vanished out of them (its sweep writes).
-        if !loading && ctx.get_flags().contains(ContextFlags::MASTER) {
+        // vanished out of them (its sweep writes). A TTL set by hand is left to run.
+        let content = matches!(
+            event,
+            "del" | "expired" | "evicted" | "restore" | "hset" | "hdel" | "rename_to"
+        );
+        if content && !loading && ctx.get_flags().contains(ContextFlags::MASTER) {
             reconcile::record_changed(user);
         }
         return;
