@@ -215,11 +215,7 @@ pub fn mark_slot_stale(slot: u16) {
 
 /// What is stale, leaving nothing marked.
 pub fn take_stale() -> Stale {
-    let mut stale = stale();
-    if stale.is_empty() {
-        return Stale::default();
-    }
-    std::mem::take(&mut *stale)
+    std::mem::take(&mut *stale())
 }
 
 /// A member's place in a listing: most recent activity first, then user ids in descending byte
